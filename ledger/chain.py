@@ -1,0 +1,478 @@
+"""The chain: genesis, block validation, fork choice, atomic apply/revert, and read-only queries.
+
+`Chain.import_block` is the single entry point for blocks from anywhere (own producer or peers).
+Header rules follow Clique (EIP-225) adapted to a small proof of work:
+  * only genesis authorities propose; the in-turn proposer of height h is authorities[h % N];
+  * an in-turn block may come `block_interval` after its parent, an out-of-turn one only after twice that,
+    and its work counts once where an in-turn block's counts twice (Clique's difficulty 2 vs 1);
+  * a proposer may not sign again within floor(N/2) blocks of its last block, so no single authority
+    (fewer than half of them) can build a chain alone;
+  * the header hash must be below 2**256 / difficulty, with difficulty >= the genesis minimum.
+Fork choice: most total work, ties to the lower block hash. Every block applied or reverted is one
+atomic batch that also moves the head pointer, so the database is consistent after a crash at any point.
+
+Key layout besides the state (b"s..."):
+    V              schema version              G            genesis hash
+    H              head hash                   b<hash>      block bytes
+    m<hash>        block meta                  n<height8>   canonical hash at height
+    u<hash>        undo data of an applied block
+    x<txid>        [height, block hash, index] of a canonical transaction
+    i<addr><height8><seq4>   account history   k<lot_id><height8><seq4>   lot provenance movements
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from . import errors as E
+from .block import (ZERO_HASH, Block, BlockHeader, Seal, decode_block, meets_difficulty, merkle_root, seal_valid)
+from .encoding import decode, encode
+from .errors import Rejected
+from .genesis import Genesis
+from .keys import AccountKey
+from .state import (ACC_BYTES, K_PARAMS, STATE_PREFIX, Account, Globals, Lot, Meter, Offer, Order, StateOverlay,
+                    Trade, k_account, k_holdings, k_lot, k_meter, k_offer, k_order, k_trade, recompute_accumulator,
+                    root_of, _unpack)
+from .store import KV
+from .transition import BlockContext, Params, Transition
+from .tx import MeterReading, SignedTx, Tx
+
+SCHEMA_VERSION = 1
+MAX_FUTURE_DRIFT_MS = 15_000
+ST_STORED, ST_VALID, ST_INVALID = 0, 1, 2
+
+# A verifier checks signatures of many transactions at once (perhaps on several cores) and returns the
+# ids of those that verified. Meter keys come from `meter_key(meter_id)`.
+BatchVerifier = Callable[[Sequence[Tx], Callable[[bytes], bytes | None]], set[bytes]]
+
+
+@dataclass
+class BlockMeta:
+    height: int
+    total_work: int
+    parent: bytes
+    status: int
+    accumulator: int  # state accumulator after this block (valid once applied)
+    cum_hashes: int  # hashes and energy along the chain up to and including this block
+    cum_energy_mj: int
+    proposer: bytes
+    timestamp_ms: int
+    work: int
+
+    def pack(self) -> bytes:
+        return encode([self.height, self.total_work.to_bytes(32, "big"), self.parent, self.status,
+                       self.accumulator.to_bytes(ACC_BYTES, "big"), self.cum_hashes, self.cum_energy_mj,
+                       self.proposer, self.timestamp_ms, self.work])
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> "BlockMeta":
+        v = _unpack(raw)
+        return cls(v[0], int.from_bytes(v[1], "big"), v[2], v[3], int.from_bytes(v[4], "big"), v[5], v[6], v[7],
+                   v[8], v[9])
+
+
+@dataclass
+class ImportResult:
+    """What importing a block did: `status` is 'head', 'side', 'reorg' or 'known'."""
+    status: str
+    block_hash: bytes
+    height: int
+    reverted: list[Block] = field(default_factory=list)  # blocks taken off the canonical chain
+    applied: list[Block] = field(default_factory=list)  # blocks put on it (in order)
+
+
+def serial_verifier(txs: Sequence[Tx], meter_key: Callable[[bytes], bytes | None]) -> set[bytes]:
+    """Check signatures one after another on this core."""
+    ok: set[bytes] = set()
+    for tx in txs:
+        if isinstance(tx, MeterReading):
+            public = meter_key(tx.fields.meter_id)
+            if public is not None and tx.verify(public):
+                ok.add(tx.txid)
+        elif tx.verify():
+            ok.add(tx.txid)
+    return ok
+
+
+class Chain:
+    """A node's view of the chain over one KV store."""
+
+    def __init__(self, kv: KV, genesis: Genesis, verifier: BatchVerifier = serial_verifier) -> None:
+        self.kv = kv
+        self.genesis = genesis
+        self.verifier = verifier
+        self.genesis_block = self._genesis_block()
+        stored = kv.get(b"G")
+        if stored is None:
+            self._write_genesis()
+        elif stored != self.genesis_block.hash:
+            raise ValueError("this database belongs to a different genesis")
+        version = decode(kv.get(b"V") or encode(0))
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"database schema version {version}, this build reads {SCHEMA_VERSION}")
+        self.params = Params.from_record(_unpack(kv.get(K_PARAMS)))  # type: ignore[arg-type]
+        self.chain_id = self.params.chain_id
+        self._load_head()
+
+    # genesis -----------------------------------------------------------------------------------
+    def _genesis_state(self) -> tuple[StateOverlay, dict[bytes, bytes | None]]:
+        from .store import MemoryKV
+        st = StateOverlay(MemoryKV(), 0)
+        g = self.genesis
+        st.put(K_PARAMS, g.params_record())
+        ctx = BlockContext(0, g.timestamp_ms, ZERO_HASH, Params.from_record(g.params_record()))
+        tr = Transition(st, ctx)
+        for addr, amount in g.allocations:
+            st.account(addr).coin += amount
+        for m in g.meters:
+            tr.enroll_meter(m.public, m.owner, m.kind, m.rated_w, m.interval_s, m.source)
+        writes, _undo = st.commit()
+        return st, writes
+
+    def _genesis_block(self) -> Block:
+        st, _ = self._genesis_state()
+        header = BlockHeader(self.genesis.chain_id, 0, ZERO_HASH, self.genesis.timestamp_ms, ZERO_HASH,
+                             merkle_root([]), st.root, 1, 0)
+        return Block(header, Seal(0, 0, False, bytes(64)), ())
+
+    def _write_genesis(self) -> None:
+        st, writes = self._genesis_state()
+        block = self.genesis_block
+        meta = BlockMeta(0, 0, ZERO_HASH, ST_VALID, st.accumulator, 0, 0, ZERO_HASH, block.header.timestamp_ms, 0)
+        writes.update({b"V": encode(SCHEMA_VERSION), b"G": block.hash, b"H": block.hash,
+                       b"b" + block.hash: block.encode(), b"m" + block.hash: meta.pack(),
+                       b"n" + (0).to_bytes(8, "big"): block.hash})
+        self.kv.write(writes)
+
+    def _load_head(self) -> None:
+        self.head_hash: bytes = self.kv.get(b"H")  # type: ignore[assignment]
+        self.head: BlockMeta = self.meta(self.head_hash)  # type: ignore[assignment]
+        self._head_header: BlockHeader | None = None
+
+    # reading blocks ------------------------------------------------------------------------------
+    def meta(self, block_hash: bytes) -> BlockMeta | None:
+        raw = self.kv.get(b"m" + block_hash)
+        return BlockMeta.unpack(raw) if raw is not None else None
+
+    def block_bytes(self, block_hash: bytes) -> bytes | None:
+        return self.kv.get(b"b" + block_hash)
+
+    def block(self, block_hash: bytes) -> Block | None:
+        raw = self.block_bytes(block_hash)
+        return decode_block(raw, self.chain_id, 1 << 30) if raw is not None else None
+
+    def canonical_hash(self, height: int) -> bytes | None:
+        return self.kv.get(b"n" + height.to_bytes(8, "big"))
+
+    def block_at(self, height: int) -> Block | None:
+        h = self.canonical_hash(height)
+        return self.block(h) if h is not None else None
+
+    @property
+    def height(self) -> int:
+        return self.head.height
+
+    @property
+    def head_header(self) -> BlockHeader:
+        if self._head_header is None:
+            self._head_header = self.block(self.head_hash).header  # type: ignore[union-attr]
+        return self._head_header
+
+    def in_turn(self, height: int, proposer: bytes) -> bool:
+        auths = self.params.authorities
+        return auths[height % len(auths)] == proposer
+
+    def recent_signers(self, parent_hash: bytes) -> list[bytes]:
+        """Proposers of the last floor(N/2) blocks ending at parent (they may not sign the next one)."""
+        limit = len(self.params.authorities) // 2
+        out: list[bytes] = []
+        h = parent_hash
+        while len(out) < limit:
+            meta = self.meta(h)
+            if meta is None or meta.height == 0:
+                break
+            out.append(meta.proposer)
+            h = meta.parent
+        return out
+
+    def earliest_timestamp(self, parent: BlockMeta, height: int, proposer: bytes) -> int:
+        """When `proposer` may time a block on `parent`: one interval in turn, two out of turn."""
+        factor = 1 if self.in_turn(height, proposer) else 2
+        return parent.timestamp_ms + factor * self.params.block_interval_ms
+
+    # validation ----------------------------------------------------------------------------------
+    def validate_header(self, block: Block, parent: BlockMeta, now_ms: int | None) -> int:
+        """Check a block against its parent without touching state; returns its work."""
+        h = block.header
+        p = self.params
+        if h.chain_id != p.chain_id:
+            raise Rejected(E.WRONG_CHAIN, h.chain_id)
+        if h.height != parent.height + 1:
+            raise Rejected(E.BAD_HEIGHT, f"height {h.height} on parent at {parent.height}")
+        if h.proposer not in p.authorities:
+            raise Rejected(E.NOT_PROPOSER, "proposer is not an authority")
+        if h.timestamp_ms < self.earliest_timestamp(parent, h.height, h.proposer):
+            raise Rejected(E.BAD_TIMESTAMP, "block is earlier than its proposer may time it")
+        if now_ms is not None and h.timestamp_ms > now_ms + MAX_FUTURE_DRIFT_MS:
+            raise Rejected(E.BAD_TIMESTAMP, "block is from the future")
+        if h.proposer in self.recent_signers(h.prev_hash):
+            raise Rejected(E.SIGNED_RECENTLY, "proposer signed one of the last N/2 blocks")
+        if h.difficulty < p.min_difficulty:
+            raise Rejected(E.INSUFFICIENT_WORK, f"difficulty {h.difficulty} below minimum {p.min_difficulty}")
+        if not meets_difficulty(h.hash, h.difficulty):
+            raise Rejected(E.BAD_POW, "hash does not meet the difficulty")
+        if not seal_valid(h, block.seal):
+            raise Rejected(E.BAD_SIGNATURE, "seal signature does not verify")
+        if len(block.txs) > p.max_block_txs:
+            raise Rejected(E.TOO_MANY_TXS, f"{len(block.txs)} > {p.max_block_txs}")
+        txids = [tx.txid for tx in block.txs]
+        if len(set(txids)) != len(txids):
+            raise Rejected(E.DUPLICATE, "a transaction appears twice in the block")
+        if merkle_root(txids) != h.tx_root:
+            raise Rejected(E.BAD_TX_ROOT, "transaction root does not match")
+        return h.difficulty * (2 if self.in_turn(h.height, h.proposer) else 1)
+
+    # import and fork choice ----------------------------------------------------------------------
+    def import_block(self, block: Block, now_ms: int | None = None) -> ImportResult:
+        """Store a block and make it head if its chain is heaviest; raises Rejected if it is invalid."""
+        bh = block.hash
+        known = self.meta(bh)
+        if known is not None:
+            if known.status == ST_INVALID:
+                raise Rejected(E.KNOWN_INVALID, bh.hex())
+            return ImportResult("known", bh, known.height)
+        parent = self.meta(block.header.prev_hash)
+        if parent is None:
+            raise Rejected(E.UNKNOWN_PARENT, block.header.prev_hash.hex())
+        if parent.status == ST_INVALID:
+            raise Rejected(E.KNOWN_INVALID, "parent is invalid")
+        work = self.validate_header(block, parent, now_ms)
+        meta = BlockMeta(block.height, parent.total_work + work, block.header.prev_hash, ST_STORED, 0,
+                         parent.cum_hashes + block.seal.hashes, parent.cum_energy_mj + block.seal.energy_mj,
+                         block.header.proposer, block.header.timestamp_ms, work)
+        self.kv.write({b"b" + bh: block.encode(), b"m" + bh: meta.pack()})
+        if not self._heavier(meta, bh):
+            return ImportResult("side", bh, block.height)
+        if block.header.prev_hash == self.head_hash:
+            self._apply(block, meta)
+            return ImportResult("head", bh, block.height, applied=[block])
+        return self._reorg(bh)
+
+    def _heavier(self, meta: BlockMeta, block_hash: bytes) -> bool:
+        if meta.total_work != self.head.total_work:
+            return meta.total_work > self.head.total_work
+        return block_hash < self.head_hash
+
+    def _reorg(self, target: bytes) -> ImportResult:
+        """Switch to the branch ending at target: revert to the common ancestor, apply the branch."""
+        branch: list[bytes] = []
+        h = target
+        while self.canonical_hash(self.meta(h).height) != h:  # type: ignore[union-attr]
+            branch.append(h)
+            h = self.meta(h).parent  # type: ignore[union-attr]
+        ancestor = h
+        reverted: list[Block] = []
+        while self.head_hash != ancestor:
+            reverted.append(self._revert_head())
+        applied: list[Block] = []
+        for bh in reversed(branch):
+            block = self.block(bh)
+            assert block is not None
+            try:
+                self._apply(block, self.meta(bh))  # type: ignore[arg-type]
+            except Rejected:
+                self._mark_invalid(bh)
+                for _ in applied:  # go back to where we were
+                    self._revert_head()
+                for old in reversed(reverted):
+                    self._apply(old, self.meta(old.hash))  # type: ignore[arg-type]
+                raise
+            applied.append(block)
+        tip = self.meta(target)
+        return ImportResult("reorg", target, tip.height, reverted=reverted, applied=applied)  # type: ignore
+
+    def _mark_invalid(self, block_hash: bytes) -> None:
+        meta = self.meta(block_hash)
+        if meta is not None:
+            meta.status = ST_INVALID
+            self.kv.write({b"m" + block_hash: meta.pack()})
+
+    def _apply(self, block: Block, meta: BlockMeta) -> None:
+        """Execute a block on the head state and commit it, with undo data, in one atomic batch."""
+        parent = self.head
+        st = StateOverlay(self.kv, parent.accumulator)
+        ctx = BlockContext(block.height, block.header.timestamp_ms, block.header.proposer, self.params)
+        tr = Transition(st, ctx)
+        verified = self.verifier(block.txs, self._meter_key)
+        for i, tx in enumerate(block.txs):
+            try:
+                tr.apply(tx, verified=tx.txid in verified)
+            except Rejected as exc:
+                if meta.status == ST_STORED:
+                    self._mark_invalid(block.hash)
+                raise Rejected(E.INVALID_TX, f"tx {i} ({tx.txid.hex()}): {exc.reason}: {exc.detail}") from None
+        tr.end_block()
+        writes, undo = st.commit()
+        if root_of(st.accumulator) != block.header.state_root:
+            self._mark_invalid(block.hash)
+            raise Rejected(E.BAD_STATE_ROOT, "state root does not match the header")
+        bh = block.hash
+        hb = block.height.to_bytes(8, "big")
+        for i, tx in enumerate(block.txs):
+            key = b"x" + tx.txid
+            writes[key] = encode([block.height, bh, i])
+            undo.append([key, None])
+        for key, value in ctx.index.items():
+            writes[key] = value
+            undo.append([key, None])
+        meta.status = ST_VALID
+        meta.accumulator = st.accumulator
+        writes[b"m" + bh] = meta.pack()
+        writes[b"u" + bh] = encode(undo)
+        writes[b"n" + hb] = bh
+        writes[b"H"] = bh
+        self.kv.write(writes)
+        self.head_hash, self.head, self._head_header = bh, meta, block.header
+
+    def _revert_head(self) -> Block:
+        """Undo the head block in one atomic batch; returns it."""
+        bh = self.head_hash
+        block = self.block(bh)
+        assert block is not None and block.height > 0
+        undo = _unpack(self.kv.get(b"u" + bh))  # type: ignore[arg-type]
+        writes: dict[bytes, bytes | None] = {}
+        for key, old in reversed(undo):
+            writes[key] = old
+        writes[b"u" + bh] = None
+        writes[b"n" + block.height.to_bytes(8, "big")] = None
+        writes[b"H"] = self.head.parent
+        self.kv.write(writes)
+        self._load_head()
+        return block
+
+    def _meter_key(self, meter_id: bytes) -> bytes | None:
+        raw = self.kv.get(k_meter(meter_id))
+        return Meter.unpack(raw).public if raw is not None else None
+
+    # building ------------------------------------------------------------------------------------
+    def build_block(self, txs: Iterable[Tx], timestamp_ms: int, proposer: AccountKey, difficulty: int) \
+            -> tuple[BlockHeader, list[Tx], list[tuple[Tx, Rejected]]]:
+        """Execute candidate transactions on the head state; returns the unmined header (nonce 0), the
+        transactions included and those rejected with their reasons. Nothing is written."""
+        st = StateOverlay(self.kv, self.head.accumulator)
+        height = self.head.height + 1
+        ctx = BlockContext(height, timestamp_ms, proposer.public, self.params)
+        tr = Transition(st, ctx)
+        included: list[Tx] = []
+        rejected: list[tuple[Tx, Rejected]] = []
+        seen: set[bytes] = set()
+        for tx in txs:
+            if len(included) >= self.params.max_block_txs:
+                break
+            if tx.txid in seen:
+                continue
+            try:
+                tr.apply(tx)
+            except Rejected as exc:
+                rejected.append((tx, exc))
+                continue
+            seen.add(tx.txid)
+            included.append(tx)
+        tr.end_block()
+        st.commit()
+        header = BlockHeader(self.chain_id, height, self.head_hash, timestamp_ms, proposer.public,
+                             merkle_root([tx.txid for tx in included]), st.root, difficulty, 0)
+        return header, included, rejected
+
+    def check_tx(self, tx: Tx, now_ms: int, pending_nonce: int | None = None) -> None:
+        """Mempool admission: would `tx` apply on the head state at time now_ms? Raises Rejected.
+        With pending_nonce, a signed tx may follow the sender's pending ones instead of the head nonce."""
+        if self.kv.get(b"x" + tx.txid) is not None:
+            raise Rejected(E.DUPLICATE, "already in the chain")
+        st = StateOverlay(self.kv, self.head.accumulator)
+        ctx = BlockContext(self.head.height + 1, max(now_ms, self.head.timestamp_ms), bytes(32), self.params)
+        tr = Transition(st, ctx)
+        if isinstance(tx, SignedTx) and pending_nonce is not None and tx.nonce == pending_nonce:
+            st.account(tx.sender_address).nonce = tx.nonce  # judge it as if its predecessors were applied
+        tr.apply(tx)
+
+    # queries (committed state) ---------------------------------------------------------------------
+    def account(self, addr: bytes) -> Account:
+        raw = self.kv.get(k_account(addr))
+        return Account.unpack(raw) if raw is not None else Account()
+
+    def holdings(self, addr: bytes) -> list[tuple[bytes, int, str]]:
+        raw = self.kv.get(k_holdings(addr))
+        return [tuple(e) for e in _unpack(raw)] if raw is not None else []  # type: ignore[misc]
+
+    def lot(self, lot_id: bytes) -> Lot | None:
+        raw = self.kv.get(k_lot(lot_id))
+        return Lot.unpack(raw) if raw is not None else None
+
+    def lot_movements(self, lot_id: bytes) -> list[list[Any]]:
+        return [_unpack(v) for _k, v in self.kv.iterate(b"k" + lot_id)]
+
+    def meter(self, meter_id: bytes) -> Meter | None:
+        raw = self.kv.get(k_meter(meter_id))
+        return Meter.unpack(raw) if raw is not None else None
+
+    def meters(self) -> Iterator[tuple[bytes, Meter]]:
+        for key, raw in self.kv.iterate(b"sm"):
+            yield key[2:], Meter.unpack(raw)
+
+    def offer(self, offer_id: bytes) -> Offer | None:
+        raw = self.kv.get(k_offer(offer_id))
+        return Offer.unpack(raw) if raw is not None else None
+
+    def offers(self) -> Iterator[tuple[bytes, Offer]]:
+        for key, raw in self.kv.iterate(b"so"):
+            yield key[2:], Offer.unpack(raw)
+
+    def trade(self, trade_id: bytes) -> Trade | None:
+        raw = self.kv.get(k_trade(trade_id))
+        return Trade.unpack(raw) if raw is not None else None
+
+    def trades(self) -> Iterator[tuple[bytes, Trade]]:
+        for key, raw in self.kv.iterate(b"st"):
+            yield key[2:], Trade.unpack(raw)
+
+    def order(self, order_id: bytes) -> Order | None:
+        raw = self.kv.get(k_order(order_id))
+        return Order.unpack(raw) if raw is not None else None
+
+    def orders(self) -> Iterator[tuple[bytes, Order]]:
+        for key, raw in self.kv.iterate(b"sO"):
+            yield key[2:], Order.unpack(raw)
+
+    def order_book(self) -> tuple[list[tuple[bytes, Order]], list[tuple[bytes, Order]]]:
+        """(buys best first, sells best first) of open orders."""
+        raw = self.kv.get(b"sB")
+        buys, sells = _unpack(raw) if raw is not None else ([], [])
+        return ([(e[2], self.order(e[2])) for e in buys],  # type: ignore[misc]
+                [(e[2], self.order(e[2])) for e in sells])
+
+    def globals(self) -> Globals:
+        raw = self.kv.get(b"sG")
+        return Globals.unpack(raw) if raw is not None else Globals()
+
+    def history(self, addr: bytes, limit: int = 100) -> list[tuple[int, bytes, str]]:
+        """(height, txid, kind) newest first."""
+        out = []
+        for key, raw in self.kv.iterate(b"i" + addr, reverse=True):
+            txid, kind = _unpack(raw)
+            out.append((int.from_bytes(key[21:29], "big"), txid, kind))
+            if len(out) >= limit:
+                break
+        return out
+
+    def tx_location(self, txid: bytes) -> tuple[int, bytes, int] | None:
+        raw = self.kv.get(b"x" + txid)
+        return tuple(_unpack(raw)) if raw is not None else None  # type: ignore[return-value]
+
+    def verify_state_root(self) -> bool:
+        """Recompute the state root from every stored entry and compare with the head header."""
+        acc = recompute_accumulator(self.kv)
+        return acc == self.head.accumulator and root_of(acc) == self.head_header.state_root
+
+    def state_entries(self) -> Iterator[tuple[bytes, bytes]]:
+        return self.kv.iterate(STATE_PREFIX)
