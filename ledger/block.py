@@ -63,11 +63,12 @@ def pow_hash(prefix: bytes, nonce: int) -> bytes:
 
 def search_nonce(prefix: bytes, difficulty: int, start: int, count: int) -> tuple[int | None, int]:
     """Try nonces start..start+count-1; returns (nonce found or None, hashes tried). The miner's loop."""
-    bound = TWO_256 // difficulty
+    if difficulty <= 1:
+        return start, 1
+    bound = (TWO_256 // difficulty).to_bytes(32, "big")  # equal-length bytes compare as big-endian numbers
     sha = hashlib.sha256
-    from_bytes = int.from_bytes
     for nonce in range(start, start + count):
-        if from_bytes(sha(prefix + nonce.to_bytes(8, "big")).digest(), "big") < bound:
+        if sha(prefix + nonce.to_bytes(8, "big")).digest() < bound:
             return nonce, nonce - start + 1
     return None, count
 

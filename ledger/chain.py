@@ -22,7 +22,7 @@ Key layout besides the state (b"s..."):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Container, Iterable, Iterator, Sequence
 
 from . import errors as E
 from .block import (ZERO_HASH, Block, BlockHeader, Seal, decode_block, meets_difficulty, merkle_root, seal_valid)
@@ -43,7 +43,7 @@ ST_STORED, ST_VALID, ST_INVALID = 0, 1, 2
 
 # A verifier checks signatures of many transactions at once (perhaps on several cores) and returns the
 # ids of those that verified. Meter keys come from `meter_key(meter_id)`.
-BatchVerifier = Callable[[Sequence[Tx], Callable[[bytes], bytes | None]], set[bytes]]
+BatchVerifier = Callable[[Sequence[Tx], Callable[[bytes], bytes | None]], Container[bytes]]
 
 
 @dataclass
@@ -94,6 +94,13 @@ def serial_verifier(txs: Sequence[Tx], meter_key: Callable[[bytes], bytes | None
     return ok
 
 
+def genesis_digest(genesis: Genesis) -> bytes:
+    """Fingerprint of the genesis file's content, checked when a database is reopened."""
+    import hashlib
+    import json
+    return hashlib.sha256(json.dumps(genesis.to_json(), sort_keys=True).encode()).digest()
+
+
 class Chain:
     """A node's view of the chain over one KV store."""
 
@@ -101,17 +108,18 @@ class Chain:
         self.kv = kv
         self.genesis = genesis
         self.verifier = verifier
-        self.genesis_block = self._genesis_block()
-        stored = kv.get(b"G")
+        digest = genesis_digest(genesis)
+        stored = kv.get(b"g")
         if stored is None:
-            self._write_genesis()
-        elif stored != self.genesis_block.hash:
+            self._write_genesis(digest)
+        elif stored != digest:
             raise ValueError("this database belongs to a different genesis")
         version = decode(kv.get(b"V") or encode(0))
         if version != SCHEMA_VERSION:
             raise ValueError(f"database schema version {version}, this build reads {SCHEMA_VERSION}")
         self.params = Params.from_record(_unpack(kv.get(K_PARAMS)))  # type: ignore[arg-type]
         self.chain_id = self.params.chain_id
+        self.genesis_block: Block = self.block(kv.get(b"G"))  # type: ignore[arg-type,assignment]
         self._load_head()
 
     # genesis -----------------------------------------------------------------------------------
@@ -129,17 +137,13 @@ class Chain:
         writes, _undo = st.commit()
         return st, writes
 
-    def _genesis_block(self) -> Block:
-        st, _ = self._genesis_state()
+    def _write_genesis(self, digest: bytes) -> None:
+        st, writes = self._genesis_state()
         header = BlockHeader(self.genesis.chain_id, 0, ZERO_HASH, self.genesis.timestamp_ms, ZERO_HASH,
                              merkle_root([]), st.root, 1, 0)
-        return Block(header, Seal(0, 0, False, bytes(64)), ())
-
-    def _write_genesis(self) -> None:
-        st, writes = self._genesis_state()
-        block = self.genesis_block
+        block = Block(header, Seal(0, 0, False, bytes(64)), ())
         meta = BlockMeta(0, 0, ZERO_HASH, ST_VALID, st.accumulator, 0, 0, ZERO_HASH, block.header.timestamp_ms, 0)
-        writes.update({b"V": encode(SCHEMA_VERSION), b"G": block.hash, b"H": block.hash,
+        writes.update({b"V": encode(SCHEMA_VERSION), b"G": block.hash, b"g": digest, b"H": block.hash,
                        b"b" + block.hash: block.encode(), b"m" + block.hash: meta.pack(),
                        b"n" + (0).to_bytes(8, "big"): block.hash})
         self.kv.write(writes)

@@ -174,7 +174,11 @@ class SignedTx:
 
     @property
     def sender_address(self) -> bytes:
-        return address_of(self.sender)
+        cached = self.__dict__.get("_sender_address")
+        if cached is None:
+            cached = address_of(self.sender)
+            object.__setattr__(self, "_sender_address", cached)
+        return cached
 
     @property
     def kind(self) -> str:
@@ -184,7 +188,11 @@ class SignedTx:
         return [self.sender, self.nonce, self.fee, body_to_wire(self.body)]
 
     def message(self) -> bytes:
-        return signing_bytes(DOMAIN_TX, self.chain_id, self.signed_payload())
+        cached = self.__dict__.get("_message")
+        if cached is None:
+            cached = signing_bytes(DOMAIN_TX, self.chain_id, self.signed_payload())
+            object.__setattr__(self, "_message", cached)
+        return cached
 
     @property
     def txid(self) -> bytes:
@@ -227,7 +235,11 @@ class MeterReading:
         return "reading"
 
     def message(self) -> bytes:
-        return signing_bytes(DOMAIN_READING, self.chain_id, to_wire(self.fields))
+        cached = self.__dict__.get("_message")
+        if cached is None:
+            cached = signing_bytes(DOMAIN_READING, self.chain_id, to_wire(self.fields))
+            object.__setattr__(self, "_message", cached)
+        return cached
 
     @property
     def txid(self) -> bytes:

@@ -1,0 +1,138 @@
+"""Signature checks for a block on several cores, overlapped with executing the block.
+
+`Chain` asks its verifier which transactions of a block have valid signatures before it applies them.
+`PoolVerifier` sends most of the block to worker processes and answers lazily: applying transaction i
+waits only for the chunk that holds i, so the main process executes early transactions while the
+workers still check later ones. The first `inline_share` of the block is not sent at all; the main
+process checks those itself, which keeps every core busy (the main core also has the execution work).
+The answer is the same set a serial check gives; only the schedule differs.
+
+Workers are plain processes on a pipe each, not a concurrent.futures pool: the pool's feeder thread
+needs the GIL, which the busy main thread holds, and that cost more than the checks it saved.
+"""
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from multiprocessing.connection import Connection
+from typing import Any, Callable, Sequence
+
+from ledger.keys import verify_ed25519, verify_p256
+from ledger.tx import MeterReading, Tx
+
+Item = tuple[bool, bytes, bytes, bytes]  # (is_reading, public key, signature, message)
+
+
+def verify_items(items: list[Item]) -> list[bool]:
+    return [verify_p256(pub, sig, msg) if reading else verify_ed25519(pub, sig, msg)
+            for reading, pub, sig, msg in items]
+
+
+def _worker(conn: Connection) -> None:
+    """Receive a whole batch in one message (so the sender never blocks on a full pipe), answer per chunk."""
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        items, chunk = message
+        for lo in range(0, len(items), chunk):
+            conn.send(verify_items(items[lo:lo + chunk]))
+
+
+class _Worker:
+    """One verifying process; results come back in the order chunks were sent."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker, args=(child,), daemon=True)
+        self.process.start()
+        child.close()
+        self.pending: deque[_Chunk] = deque()
+
+    def send(self, items: list[Item], chunk_size: int) -> list["_Chunk"]:
+        self.conn.send((items, chunk_size))
+        chunks = [_Chunk(self) for _ in range(0, len(items), chunk_size)]
+        self.pending.extend(chunks)
+        return chunks
+
+    def receive_until(self, chunk: "_Chunk") -> None:
+        while chunk.result is None:
+            self.pending.popleft().result = self.conn.recv()
+
+    def drain(self) -> None:
+        while self.pending:
+            self.pending.popleft().result = self.conn.recv()
+
+
+class _Chunk:
+    __slots__ = ("worker", "result")
+
+    def __init__(self, worker: _Worker) -> None:
+        self.worker = worker
+        self.result: list[bool] | None = None
+
+
+class LazyVerified:
+    """`txid in verified` waits until the chunk holding that txid is checked."""
+
+    def __init__(self) -> None:
+        self._where: dict[bytes, tuple[_Chunk, int]] = {}
+
+    def __contains__(self, txid: object) -> bool:
+        entry = self._where.get(txid)  # type: ignore[arg-type]
+        if entry is None:
+            return False  # not sent: the caller checks it itself
+        chunk, index = entry
+        if chunk.result is None:
+            chunk.worker.receive_until(chunk)
+        return chunk.result[index]  # type: ignore[index]
+
+
+class PoolVerifier:
+    """A BatchVerifier (see ledger.chain) backed by worker processes."""
+
+    def __init__(self, workers: int = 1, inline_share: float = 0.2, chunk: int = 100,
+                 min_batch: int = 64) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._workers = [_Worker(ctx) for _ in range(workers)]
+        self.inline_share, self.chunk, self.min_batch = inline_share, chunk, min_batch
+
+    def __call__(self, txs: Sequence[Tx], meter_key: Callable[[bytes], bytes | None]) -> LazyVerified:
+        for w in self._workers:
+            w.drain()  # answers a previous block never asked for (it failed early)
+        verified = LazyVerified()
+        if len(txs) < self.min_batch:
+            return verified  # small blocks: shipping them costs more than checking them here
+        start = int(len(txs) * self.inline_share)
+        items: list[Item] = []
+        ids: list[bytes] = []
+        for tx in txs[start:]:
+            if isinstance(tx, MeterReading):
+                public = meter_key(tx.fields.meter_id)
+                if public is None:
+                    continue  # meter enrolled inside this block: checked inline
+                items.append((True, public, tx.signature, tx.message()))
+            else:
+                items.append((False, tx.sender, tx.signature, tx.message()))
+            ids.append(tx.txid)
+        share = -(-len(items) // len(self._workers))  # contiguous slices: results arrive in apply order
+        for w, worker in enumerate(self._workers):
+            lo = w * share
+            chunks = worker.send(items[lo:lo + share], self.chunk)
+            for i, txid in enumerate(ids[lo:lo + share]):
+                verified._where[txid] = (chunks[i // self.chunk], i % self.chunk)
+        return verified
+
+    def close(self) -> None:
+        for w in self._workers:
+            try:
+                w.drain()
+                w.conn.send(None)
+            except (OSError, EOFError):
+                pass
+            w.process.join(timeout=5)
+            if w.process.is_alive():
+                w.process.kill()
