@@ -18,6 +18,7 @@ Key layout besides the state (b"s..."):
     u<hash>        undo data of an applied block
     x<txid>        [height, block hash, index] of a canonical transaction
     i<addr><height8><seq4>   account history   k<lot_id><height8><seq4>   lot provenance movements
+    P<proposer><height8>     first block seen  E<proposer><height8>       equivocation evidence
 """
 from __future__ import annotations
 
@@ -254,13 +255,34 @@ class Chain:
         meta = BlockMeta(block.height, parent.total_work + work, block.header.prev_hash, ST_STORED, 0,
                          parent.cum_hashes + block.seal.hashes, parent.cum_energy_mj + block.seal.energy_mj,
                          block.header.proposer, block.header.timestamp_ms, work)
-        self.kv.write({b"b" + bh: block.encode(), b"m" + bh: meta.pack()})
+        writes: dict[bytes, bytes | None] = {b"b" + bh: block.encode(), b"m" + bh: meta.pack()}
+        self._record_proposal(block, writes)
+        self.kv.write(writes)
         if not self._heavier(meta, bh):
             return ImportResult("side", bh, block.height)
         if block.header.prev_hash == self.head_hash:
             self._apply(block, meta)
             return ImportResult("head", bh, block.height, applied=[block])
         return self._reorg(bh)
+
+    def _record_proposal(self, block: Block, writes: dict[bytes, bytes | None]) -> None:
+        """Remember who proposed at which height; a second, different block is equivocation evidence.
+        Both signed headers are kept (the blocks stay stored), so anyone can check the double signing."""
+        slot = block.header.proposer + block.height.to_bytes(8, "big")
+        first = self.kv.get(b"P" + slot)
+        if first is None:
+            writes[b"P" + slot] = block.hash
+        elif first != block.hash and self.kv.get(b"E" + slot) is None:
+            writes[b"E" + slot] = encode([first, block.hash])
+
+    def evidence(self) -> list[dict[str, Any]]:
+        """Recorded double signings: proposer, height and the two block hashes."""
+        out = []
+        for key, raw in self.kv.iterate(b"E"):
+            first, second = _unpack(raw)
+            out.append({"proposer": key[1:33], "height": int.from_bytes(key[33:41], "big"),
+                        "blocks": [first, second]})
+        return out
 
     def _heavier(self, meta: BlockMeta, block_hash: bytes) -> bool:
         if meta.total_work != self.head.total_work:
