@@ -106,8 +106,21 @@ def seal_valid(header: BlockHeader, seal: Seal) -> bool:
                           seal_message(header, seal.hashes, seal.energy_mj, seal.energy_estimated))
 
 
+def tx_leaf(tx: Tx) -> bytes:
+    """What the tx root commits to for one transaction: its id and its signature bytes. A txid leaves the
+    signature out (so a malleated signature is never a second transaction); a root over txids alone would
+    let any relayer swap a signature under an unchanged block hash and get the genuine block refused as
+    known invalid."""
+    return hashlib.sha256(tx.txid + tx.signature).digest()
+
+
+def tx_root_of(txs: tuple[Tx, ...] | list[Tx]) -> bytes:
+    return merkle_root([tx_leaf(tx) for tx in txs])
+
+
 def merkle_root(leaves: list[bytes]) -> bytes:
-    """RFC 6962 Merkle tree hash of transaction ids (domain-separated leaves and nodes)."""
+    """RFC 6962 Merkle tree hash of the leaves (`tx_leaf` of each transaction; domain-separated leaves and
+    nodes)."""
     if not leaves:
         return hashlib.sha256(b"").digest()
     level = [hashlib.sha256(b"\x00" + leaf).digest() for leaf in leaves]

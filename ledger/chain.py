@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Container, Iterable, Iterator, Sequence
 
 from . import errors as E
-from .block import (ZERO_HASH, Block, BlockHeader, Seal, decode_block, meets_difficulty, merkle_root, seal_valid)
+from .block import (ZERO_HASH, Block, BlockHeader, Seal, decode_block, meets_difficulty, merkle_root, seal_valid,
+                    tx_root_of)
 from .encoding import decode, encode
 from .errors import Rejected
 from .genesis import Genesis
@@ -233,7 +234,7 @@ class Chain:
         txids = [tx.txid for tx in block.txs]
         if len(set(txids)) != len(txids):
             raise Rejected(E.DUPLICATE, "a transaction appears twice in the block")
-        if merkle_root(txids) != h.tx_root:
+        if tx_root_of(block.txs) != h.tx_root:
             raise Rejected(E.BAD_TX_ROOT, "transaction root does not match")
         return h.difficulty * (2 if self.in_turn(h.height, h.proposer) else 1)
 
@@ -407,7 +408,7 @@ class Chain:
         tr.end_block()
         st.commit()
         header = BlockHeader(self.chain_id, height, self.head_hash, timestamp_ms, proposer.public,
-                             merkle_root([tx.txid for tx in included]), st.root, difficulty, 0)
+                             tx_root_of(included), st.root, difficulty, 0)
         return header, included, rejected
 
     def check_tx(self, tx: Tx, now_ms: int, pending_nonce: int | None = None) -> None:

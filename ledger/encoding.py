@@ -43,7 +43,9 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
     except msgpack.ExtraData:
         raise DecodeError("trailing bytes after the value") from None
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
-        raise DecodeError(f"not msgpack: {exc or type(exc).__name__}") from None
+        raise DecodeError(f"not msgpack: {str(exc) or type(exc).__name__}") from None
+    if not _plain(value):
+        raise DecodeError("floats, maps and extension types are not part of the canonical encoding")
     try:
         canonical = encode(value)
     except (TypeError, ValueError, OverflowError) as exc:  # pragma: no cover - unpackb output always packs
@@ -51,6 +53,25 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
     if canonical != bytes(data):
         raise DecodeError("non-canonical encoding (non-minimal form, float, map or wrong string type)")
     return value
+
+
+_PLAIN_TYPES = frozenset((int, bytes, str, bool, type(None)))
+
+
+def _plain(value: Any) -> bool:
+    """True if value holds only protocol types: a float64, an empty map or an empty ext re-encodes to
+    itself, so the byte comparison in `decode` cannot catch them."""
+    if type(value) is not list:
+        return type(value) in _PLAIN_TYPES
+    stack = [value]
+    while stack:
+        for item in stack.pop():
+            t = type(item)
+            if t is list:
+                stack.append(item)
+            elif t not in _PLAIN_TYPES:
+                return False
+    return True
 
 
 def sha256(data: bytes) -> bytes:

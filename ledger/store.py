@@ -78,6 +78,17 @@ class LevelKV:
 
     def iterate(self, prefix: bytes, start: bytes | None = None, reverse: bool = False) \
             -> Iterator[tuple[bytes, bytes]]:
+        if reverse:
+            # plyvel (1.5) yields nothing in reverse when the last key in range equals the start bound
+            # (`prefix=b"a"` over a lone key b"a"), so bound only the top and stop at the bottom here.
+            low = max(prefix, start) if start is not None else prefix
+            stop = _prefix_end(prefix)
+            it = self._db.iterator(stop=stop, reverse=True) if stop else self._db.iterator(reverse=True)
+            for key, value in it:
+                if key < low:
+                    break
+                yield key, value
+            return
         if start is not None and start > prefix:
             stop = _prefix_end(prefix)
             it = self._db.iterator(start=start, stop=stop, reverse=reverse) if stop else \

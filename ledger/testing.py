@@ -4,14 +4,18 @@ Public helpers for test scripts; nothing here is used by a running node's consen
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from .block import Block, mine
 from .chain import Chain
+from .errors import Rejected
 from .genesis import Genesis, GenesisMeter
-from .keys import AccountKey, MeterKey
+from .keys import P256_ORDER, AccountKey, MeterKey
 from .store import KV, MemoryKV
-from .tx import COIN, ReadingFields, Tx, sign_reading
+from .tx import COIN, Body, MeterReading, ReadingFields, SignedTx, Tx, sign_reading, sign_tx
 
 CHAIN_ID = "kwh-test"
 GENESIS_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -31,13 +35,28 @@ class Net:
 
 def make_net(authorities: int = 3, accounts: int = 4, coin: int = 1_000 * COIN, meters: int = 0,
              meter_kind: str = "both", rated_w: int = 10_000, interval_s: int = 900, min_difficulty: int = 1,
-             block_interval_ms: int = 2000, min_fee: int = 1000, max_block_txs: int = 5000) -> Net:
-    auth = [AccountKey.generate() for _ in range(authorities)]
-    accts = [AccountKey.generate() for _ in range(accounts)]
-    mkeys = [MeterKey.generate() for _ in range(meters)]
+             block_interval_ms: int = 2000, min_fee: int = 1000, max_block_txs: int = 5000,
+             authority_coin: int = 0, seed: int | None = None) -> Net:
+    """Fresh keys and a genesis; `authority_coin` also funds the authorities (so they can pay fees).
+    With `seed` the keys are derived from it, so a run can be repeated exactly."""
+    def account_key(role: str, i: int) -> AccountKey:
+        if seed is None:
+            return AccountKey.generate()
+        return AccountKey(hashlib.sha256(f"kwh-test/{seed}/{role}/{i}".encode()).digest())
+
+    def meter_key(i: int) -> MeterKey:
+        if seed is None:
+            return MeterKey.generate()
+        secret = int.from_bytes(hashlib.sha256(f"kwh-test/{seed}/meter/{i}".encode()).digest(), "big")
+        return MeterKey(ec.derive_private_key(secret % (P256_ORDER - 1) + 1, ec.SECP256R1()))
+
+    auth = [account_key("authority", i) for i in range(authorities)]
+    accts = [account_key("account", i) for i in range(accounts)]
+    mkeys = [meter_key(i) for i in range(meters)]
+    funded = [(a.address, coin) for a in accts] + [(a.address, authority_coin) for a in auth if authority_coin]
     genesis = Genesis(
         chain_id=CHAIN_ID, timestamp_ms=GENESIS_MS, authorities=tuple(a.public for a in auth),
-        allocations=tuple(sorted((a.address, coin) for a in accts)), min_difficulty=min_difficulty,
+        allocations=tuple(sorted(funded)), min_difficulty=min_difficulty,
         block_interval_ms=block_interval_ms, min_fee=min_fee, max_block_txs=max_block_txs,
         meters=tuple(GenesisMeter(m.public, accts[i % len(accts)].address, meter_kind, rated_w, interval_s, "solar")
                      for i, m in enumerate(mkeys)))
@@ -64,6 +83,43 @@ def extend(chain: Chain, net: Net, txs: list[Tx] | tuple[Tx, ...] = (), gap_ms: 
     return block
 
 
+def in_turn_slot(chain: Chain, net: Net, gap_ms: int = 0) -> tuple[AccountKey, int]:
+    """The in-turn proposer of the next block and its earliest timestamp (+ gap_ms)."""
+    height = chain.height + 1
+    proposer = next(a for a in net.authorities if chain.in_turn(height, a.public))
+    return proposer, chain.earliest_timestamp(chain.head, height, proposer.public) + gap_ms
+
+
+def try_extend(chain: Chain, net: Net, txs: list[Tx] | tuple[Tx, ...] = (), gap_ms: int = 0) \
+        -> tuple[Block, list[tuple[Tx, Rejected]]]:
+    """Like `extend`, but transactions that break a rule are left out and returned with their rejections."""
+    proposer, ts = in_turn_slot(chain, net, gap_ms)
+    header, included, rejected = chain.build_block(txs, ts, proposer, chain.params.min_difficulty)
+    block = mine(proposer, header, included)
+    chain.import_block(block)
+    return block, rejected
+
+
+def rejection(chain: Chain, net: Net, tx: Tx, gap_ms: int = 0) -> Rejected | None:
+    """Why the next block (in turn, at the earliest time + gap_ms) would leave `tx` out; None if it would
+    include it. Nothing is written."""
+    proposer, ts = in_turn_slot(chain, net, gap_ms)
+    _header, _included, rejected = chain.build_block([tx], ts, proposer, chain.params.min_difficulty)
+    return rejected[0][1] if rejected else None
+
+
+def gap_until(chain: Chain, net: Net, timestamp_ms: int) -> int:
+    """The gap_ms that times the next in-turn block at `timestamp_ms` or later (0 if that is already so)."""
+    return max(0, timestamp_ms - in_turn_slot(chain, net)[1])
+
+
+def make_tx(chain: Chain, key: AccountKey, body: Body, nonce: int | None = None, fee: int | None = None) -> SignedTx:
+    """A signed tx from `key`: by default the sender's next nonce on the head state and the minimum fee."""
+    if nonce is None:
+        nonce = chain.account(key.address).nonce
+    return sign_tx(key, chain.chain_id, nonce, chain.params.min_fee if fee is None else fee, body)
+
+
 class MeterState:
     """What a simulated meter remembers: counter, registers, next interval."""
 
@@ -72,11 +128,15 @@ class MeterState:
         self.counter = 0
         self.export_register = self.import_register = 0
 
-    def read(self, chain_id: str, export_wh: int, import_wh: int = 0):
-        self.counter += 1
-        self.export_register += export_wh
-        self.import_register += import_wh
-        fields = ReadingFields(self.key.meter_id, self.next_start, self.interval_s, export_wh, import_wh,
-                               self.export_register, self.import_register, self.counter)
+    def peek(self, export_wh: int, import_wh: int = 0) -> ReadingFields:
+        """The fields the next `read` would sign, without advancing (tests alter them to break a rule)."""
+        return ReadingFields(self.key.meter_id, self.next_start, self.interval_s, export_wh, import_wh,
+                             self.export_register + export_wh, self.import_register + import_wh, self.counter + 1)
+
+    def read(self, chain_id: str, export_wh: int, import_wh: int = 0) -> MeterReading:
+        fields = self.peek(export_wh, import_wh)
+        self.counter = fields.counter
+        self.export_register = fields.export_register
+        self.import_register = fields.import_register
         self.next_start += self.interval_s
         return sign_reading(self.key, chain_id, fields)

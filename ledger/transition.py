@@ -365,16 +365,18 @@ class Transition:
             raise Rejected(E.INVALID_PRICE, "price must be positive and the total must fit 64 bits")
         addr = tx.sender_address
         acct = self.st.account(addr)
-        g = self.st.globals()
         if body.side == BUY:
             lock = cost(body.wh, body.price_per_wh)
             if acct.coin < lock + tx.fee:
                 raise Rejected(E.INSUFFICIENT_FUNDS, f"order needs {lock} + fee {tx.fee}, balance {acct.coin}")
+        else:
+            self._need_wh(addr, body.wh)
+        g = self.st.globals()  # only now: loading a missing record creates it, a rejection must leave no trace
+        if body.side == BUY:
             acct.coin -= lock
             acct.locked_coin += lock
             order = Order(addr, BUY, body.price_per_wh, body.wh, body.wh, lock, [], g.seq, "open", self.ctx.height)
         else:
-            self._need_wh(addr, body.wh)
             lots = holdings_take(self.st.holdings(addr), body.wh)
             acct.wh -= body.wh
             acct.locked_wh += body.wh
