@@ -1,0 +1,431 @@
+"""The HTTP API (aiohttp): every route of docs/interfaces.md, plus the peer routes.
+
+JSON for people, msgpack for peers. Every error is `{"error": CODE, "detail": "..."}` with the status the
+contract gives the code (node/codes.py). Bodies are size-checked before they are read in full. No input
+can crash the node: handlers raise ApiError/Rejected for bad input, and anything unexpected becomes a
+logged 500 while the node goes on serving.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections import OrderedDict
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from ledger import errors as E
+from ledger.encoding import encode
+from ledger.errors import Rejected
+from ledger.keys import parse_address
+from ledger.tx import MAX_TX_BYTES, decode_tx
+
+from .codes import BAD_REQUEST, INTERNAL, NOT_FOUND, RATE_LIMITED, UNAUTHORIZED, ApiError, status_of
+from .grid import parse_surplus
+from .metrics import CONTENT_TYPE_LATEST
+from .openapi import openapi_document
+from .peers import MAX_BLOCK_BODY, TokenBucket, read_body, read_json
+from .service import Node, now_ms
+from .views import (account_json, block_json, lot_json, meter_json, movement_json, offer_json, order_json,
+                    trade_json, tx_json)
+
+MSGPACK = "application/msgpack"
+MAX_TX_BODY = 4 * MAX_TX_BYTES  # hex in JSON doubles the bytes; room for the wrapper
+MAX_BLOCKS_PER_PAGE = 100
+MAX_PAGE_BYTES = 16 * 1024 * 1024  # a msgpack page stops early rather than grow past this
+MAX_LIST = 10_000
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# (method, path, Api method): every route the node serves; node/openapi.py describes each of them.
+ROUTES: list[tuple[str, str, str]] = [
+    ("GET", "/status", "status"),
+    ("GET", "/genesis", "genesis"),
+    ("GET", "/blocks", "blocks"),
+    ("GET", "/blocks/{ref}", "block"),
+    ("POST", "/tx", "post_tx"),
+    ("GET", "/tx/{txid}", "get_tx"),
+    ("GET", "/accounts/{addr}", "account"),
+    ("GET", "/accounts/{addr}/lots", "account_lots"),
+    ("GET", "/accounts/{addr}/history", "account_history"),
+    ("GET", "/meters", "meters"),
+    ("GET", "/meters/{meter_id}", "meter"),
+    ("GET", "/lots/{lot_id}", "lot"),
+    ("GET", "/market/offers", "offers"),
+    ("GET", "/market/orderbook", "orderbook"),
+    ("GET", "/market/orders", "orders"),
+    ("GET", "/trades", "trades"),
+    ("GET", "/trades/{trade_id}", "trade"),
+    ("GET", "/energy", "energy"),
+    ("GET", "/evidence", "evidence"),
+    ("GET", "/metrics", "metrics"),
+    ("GET", "/openapi.json", "openapi"),
+    ("POST", "/admin/grid-signal", "grid_signal"),
+    ("POST", "/peer/hello", "peer_hello"),
+    ("POST", "/peer/handshake", "peer_handshake"),
+    ("POST", "/peer/block", "peer_block"),
+    ("POST", "/peer/txs", "peer_txs"),
+]
+
+
+def error_response(code: str, detail: str, status: int | None = None) -> web.Response:
+    return web.json_response({"error": code, "detail": detail}, status=status or status_of(code))
+
+
+def ok(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(data, separators=(",", ":")).encode(), status=status,
+                        content_type="application/json")
+
+
+def _hex_param(value: str, size: int, name: str) -> bytes:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise ApiError(BAD_REQUEST, f"{name} must be hex") from None
+    if len(raw) != size:
+        raise ApiError(BAD_REQUEST, f"{name} must be {size} bytes ({2 * size} hex characters)")
+    return raw
+
+
+def _address(value: str) -> bytes:
+    try:
+        return parse_address(value)
+    except ValueError as exc:
+        raise ApiError(BAD_REQUEST, f"bad address {value[:60]!r}: {exc}") from None
+
+
+def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(BAD_REQUEST, f"{name} must be an integer") from None
+    if value < lo:
+        raise ApiError(BAD_REQUEST, f"{name} must be at least {lo}")
+    return min(value, hi)
+
+
+def _wants_msgpack(request: web.Request) -> bool:
+    fmt = request.query.get("format", "")
+    if fmt not in ("", "json", "msgpack"):
+        raise ApiError(BAD_REQUEST, "format must be json or msgpack")
+    return fmt == "msgpack" or (fmt == "" and request.headers.get("Accept", "").startswith(MSGPACK))
+
+
+class Api:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.chain = node.chain
+        self.log = node.log
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    # app ------------------------------------------------------------------------------------------
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        return [(method, path, getattr(self, name)) for method, path, name in ROUTES]
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BLOCK_BODY, middlewares=[self._errors, self._rate_limit])
+        for method, path, handler in self.routes():
+            app.router.add_route(method, path, handler)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return error_response(exc.reason, exc.detail, exc.status)
+        except Rejected as exc:
+            return error_response(exc.reason, exc.detail)
+        except web.HTTPException as exc:
+            if exc.status == 404:
+                return error_response(NOT_FOUND, f"no route {request.method} {request.path}")
+            if exc.status == 405:
+                return error_response(BAD_REQUEST, f"method {request.method} not allowed on {request.path}", 405)
+            if exc.status == 413:
+                return error_response(E.TOO_LARGE, "request body too large")
+            if exc.status < 400:
+                raise
+            return error_response(BAD_REQUEST, exc.reason or str(exc), exc.status)
+        except (ConnectionResetError, ConnectionError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the node down; log it loudly
+            self.log.error("request_failed", method=request.method, path=request.path, error=repr(exc))
+            return error_response(INTERNAL, "internal error (logged)", 500)
+
+    @web.middleware
+    async def _rate_limit(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """A request with a peer session counts against that peer's bucket (the /peer/* handlers charge it
+        themselves); any other request against its client address's bucket."""
+        session = self.node.peers.session_key(request)
+        if session is not None:
+            if not request.path.startswith("/peer/") and not session.bucket.allow():
+                raise ApiError(RATE_LIMITED, "too many requests from this peer")
+            return await handler(request)
+        rate = self.node.config.api_rate
+        if rate > 0:
+            remote = request.remote or "?"
+            bucket = self._buckets.get(remote)
+            if bucket is None:
+                bucket = self._buckets[remote] = TokenBucket(rate, burst=max(rate, 10.0))
+                while len(self._buckets) > 10_000:
+                    self._buckets.popitem(last=False)
+            if not bucket.allow():
+                raise ApiError(RATE_LIMITED, "too many requests; slow down")
+        return await handler(request)
+
+    # chain ----------------------------------------------------------------------------------------
+    async def status(self, request: web.Request) -> web.Response:
+        node, chain = self.node, self.chain
+        return ok({"chain_id": chain.chain_id, "genesis": chain.genesis_block.hash.hex(), "height": chain.height,
+                   "head": chain.head_hash.hex(), "total_work": chain.head.total_work, "time_ms": now_ms(),
+                   "node_key": node.key.public.hex() if node.key else None, "authority": node.authority,
+                   "syncing": node.peers.syncing, "mempool": len(node.mempool),
+                   "peers": node.peers.status_list()})
+
+    async def genesis(self, request: web.Request) -> web.Response:
+        return ok(self.node.genesis.to_json())
+
+    async def block(self, request: web.Request) -> web.Response:
+        ref = request.match_info["ref"]
+        if ref.isdigit() and len(ref) <= 19:
+            block_hash = self.chain.canonical_hash(int(ref))
+        elif _HEX64.match(ref):
+            block_hash = bytes.fromhex(ref)
+        else:
+            raise ApiError(BAD_REQUEST, "give a height (decimal) or a block hash (64 hex characters)")
+        raw = self.chain.block_bytes(block_hash) if block_hash is not None else None
+        if raw is None:
+            raise ApiError(NOT_FOUND, f"no block {ref}")
+        if _wants_msgpack(request):
+            return web.Response(body=raw, content_type=MSGPACK)
+        return ok(block_json(self.chain.block(block_hash)))  # type: ignore[arg-type]
+
+    async def blocks(self, request: web.Request) -> web.Response:
+        start = _int_query(request, "from", 1, 0, 1 << 62)
+        limit = _int_query(request, "limit", MAX_BLOCKS_PER_PAGE, 1, MAX_BLOCKS_PER_PAGE)
+        msgpack = _wants_msgpack(request)
+        out: list[Any] = []
+        size = 0
+        for height in range(start, min(start + limit, self.chain.height + 1)):
+            block_hash = self.chain.canonical_hash(height)
+            raw = self.chain.block_bytes(block_hash) if block_hash is not None else None
+            if raw is None:
+                break
+            if out and size + len(raw) > MAX_PAGE_BYTES:
+                break
+            size += len(raw)
+            out.append(raw if msgpack else block_json(self.chain.block(block_hash)))  # type: ignore[arg-type]
+        if msgpack:
+            return web.Response(body=encode(out), content_type=MSGPACK)
+        return ok({"blocks": out})
+
+    async def evidence(self, request: web.Request) -> web.Response:
+        return ok({"evidence": [{"proposer": e["proposer"].hex(), "height": e["height"],
+                                 "blocks": [b.hex() for b in e["blocks"]]} for e in self.chain.evidence()]})
+
+    # transactions ---------------------------------------------------------------------------------
+    async def post_tx(self, request: web.Request) -> web.Response:
+        body = await read_body(request, MAX_TX_BODY)
+        if request.content_type == "application/json" or (request.content_type != MSGPACK and body[:1] == b"{"):
+            try:
+                data = json.loads(body)
+                raw = bytes.fromhex(data["tx"])
+            except (ValueError, UnicodeDecodeError):
+                raise ApiError(BAD_REQUEST, 'JSON body must be {"tx": "<hex of the canonical tx bytes>"}') \
+                    from None
+            except (KeyError, TypeError):
+                raise ApiError(BAD_REQUEST, 'JSON body must be {"tx": "<hex of the canonical tx bytes>"}') \
+                    from None
+        else:
+            raw = body
+        tx = decode_tx(raw, self.chain.chain_id)
+        self.node.submit_tx(tx)
+        return ok({"txid": tx.txid.hex(), "status": "pending"})
+
+    async def get_tx(self, request: web.Request) -> web.Response:
+        txid = _hex_param(request.match_info["txid"], 32, "txid")
+        loc = self.chain.tx_location(txid)
+        if loc is not None:
+            height, block_hash, index = loc
+            block = self.chain.block(block_hash)
+            assert block is not None
+            return ok({"txid": txid.hex(), "status": "included", "height": height, "block": block_hash.hex(),
+                       "index": index, "tx": tx_json(block.txs[index])})
+        pending = self.node.mempool.get(txid)
+        if pending is not None:
+            return ok({"txid": txid.hex(), "status": "pending", "tx": tx_json(pending)})
+        dropped = self.node.mempool.dropped.get(txid)
+        if dropped is not None:
+            return ok({"txid": txid.hex(), "status": "rejected", "reason": dropped.reason, "detail": dropped.detail,
+                       "tx": tx_json(dropped.tx)})
+        raise ApiError(NOT_FOUND, f"unknown transaction {txid.hex()}")
+
+    # accounts -------------------------------------------------------------------------------------
+    async def account(self, request: web.Request) -> web.Response:
+        addr = _address(request.match_info["addr"])
+        return ok(account_json(addr, self.chain.account(addr), self.node.mempool.next_nonce(addr)))
+
+    async def account_lots(self, request: web.Request) -> web.Response:
+        addr = _address(request.match_info["addr"])
+        return ok({"lots": [lot_json(lot_id, self.chain.lot(lot_id), wh, source)
+                            for lot_id, wh, source in self.chain.holdings(addr)]})
+
+    async def account_history(self, request: web.Request) -> web.Response:
+        addr = _address(request.match_info["addr"])
+        limit = _int_query(request, "limit", 50, 1, 1000)
+        return ok({"history": [{"height": h, "txid": txid.hex(), "kind": kind}
+                               for h, txid, kind in self.chain.history(addr, limit)]})
+
+    # meters and lots ------------------------------------------------------------------------------
+    async def meters(self, request: web.Request) -> web.Response:
+        out = []
+        for meter_id, m in self.chain.meters():
+            out.append(meter_json(meter_id, m))
+            if len(out) >= MAX_LIST:
+                break
+        return ok({"meters": out})
+
+    async def meter(self, request: web.Request) -> web.Response:
+        meter_id = _hex_param(request.match_info["meter_id"], 16, "meter_id")
+        m = self.chain.meter(meter_id)
+        if m is None:
+            raise ApiError(NOT_FOUND, f"no meter {meter_id.hex()}")
+        return ok(meter_json(meter_id, m))
+
+    async def lot(self, request: web.Request) -> web.Response:
+        lot_id = _hex_param(request.match_info["lot_id"], 24, "lot_id")
+        lot = self.chain.lot(lot_id)
+        if lot is None:
+            raise ApiError(NOT_FOUND, f"no lot {lot_id.hex()}")
+        return ok({"lot": lot_json(lot_id, lot), "movements": [movement_json(m) for m in
+                                                               self.chain.lot_movements(lot_id)]})
+
+    # market ---------------------------------------------------------------------------------------
+    async def offers(self, request: web.Request) -> web.Response:
+        status = request.query.get("status")
+        seller = _address(request.query["seller"]) if request.query.get("seller") else None
+        out = []
+        for offer_id, o in self.chain.offers():
+            if (status and o.status != status) or (seller is not None and o.seller != seller):
+                continue
+            out.append(offer_json(offer_id, o))
+            if len(out) >= MAX_LIST:
+                break
+        return ok({"offers": out})
+
+    async def orderbook(self, request: web.Request) -> web.Response:
+        buys, sells = self.chain.order_book()
+        return ok({"buys": [order_json(i, o) for i, o in buys if o is not None],
+                   "sells": [order_json(i, o) for i, o in sells if o is not None]})
+
+    async def orders(self, request: web.Request) -> web.Response:
+        owner = _address(request.query["owner"]) if request.query.get("owner") else None
+        status = request.query.get("status")
+        out = []
+        for order_id, o in self.chain.orders():
+            if (owner is not None and o.owner != owner) or (status and o.status != status):
+                continue
+            out.append(order_json(order_id, o))
+            if len(out) >= MAX_LIST:
+                break
+        return ok({"orders": out})
+
+    async def trades(self, request: web.Request) -> web.Response:
+        party = _address(request.query["party"]) if request.query.get("party") else None
+        status = request.query.get("status")
+        out = []
+        for trade_id, t in self.chain.trades():
+            if (party is not None and party not in (t.seller, t.buyer)) or (status and t.status != status):
+                continue
+            out.append(trade_json(trade_id, t))
+            if len(out) >= MAX_LIST:
+                break
+        return ok({"trades": out})
+
+    async def trade(self, request: web.Request) -> web.Response:
+        trade_id = _hex_param(request.match_info["trade_id"], 32, "trade_id")
+        t = self.chain.trade(trade_id)
+        if t is None:
+            raise ApiError(NOT_FOUND, f"no trade {trade_id.hex()}")
+        return ok(trade_json(trade_id, t))
+
+    # energy and operations ------------------------------------------------------------------------
+    async def energy(self, request: web.Request) -> web.Response:
+        limit = _int_query(request, "limit", 20, 1, 100)
+        chain = self.chain
+        blocks = []
+        for height in range(chain.height, max(0, chain.height - limit), -1):
+            block = chain.block_at(height)
+            if block is None:
+                break
+            blocks.append({"height": height, "hash": block.hash.hex(), "hashes": block.seal.hashes,
+                           "energy_j": block.seal.energy_mj / 1000, "estimated": block.seal.energy_estimated,
+                           "difficulty": block.header.difficulty, "proposer": block.header.proposer.hex(),
+                           "txs": len(block.txs)})
+        head = chain.head
+        g = chain.globals()
+        energy_kwh = head.cum_energy_mj / 3.6e9
+        settled_kwh = g.settled_wh / 1000
+        return ok({"blocks": blocks,
+                   "total": {"blocks": head.height, "hashes": head.cum_hashes, "energy_j": head.cum_energy_mj / 1000,
+                             "energy_kwh": energy_kwh},
+                   "minted_wh": g.minted_wh, "settled_wh": g.settled_wh, "redeemed_wh": g.redeemed_wh,
+                   "consumed_wh": g.consumed_wh,
+                   "ledger_kwh_per_settled_kwh": energy_kwh / settled_kwh if settled_kwh else None,
+                   "grid": self.node.grid_snapshot()})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        node = self.node
+        node._update_gauges()
+        node.metrics.peers.set(node.peers.connected_count())
+        snap = node.grid_snapshot()
+        node.metrics.difficulty.set(snap["difficulty"])
+        node.metrics.surplus_w.set(snap["surplus_w"])
+        if node.miner is not None:
+            node.metrics.hash_rate.set(node.miner.hash_rate())
+        resp = web.Response(body=node.metrics.render())
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return ok(openapi_document())
+
+    async def grid_signal(self, request: web.Request) -> web.Response:
+        token = self.node.config.admin_token
+        auth = request.headers.get("Authorization", "")
+        if not auth:
+            raise ApiError(UNAUTHORIZED, "send Authorization: Bearer <admin token>", 401)
+        if token is None:
+            raise ApiError(UNAUTHORIZED, "the admin API is off (start the node with --admin-token)")
+        if not auth.startswith("Bearer ") or not hmac.compare_digest(auth[7:].strip().encode(), token.encode()):
+            raise ApiError(UNAUTHORIZED, "wrong admin token")
+        body = await read_json(request)
+        if "surplus_w" not in body:
+            raise ApiError(BAD_REQUEST, 'body must be {"surplus_w": <integer watts>}')
+        try:
+            surplus = parse_surplus(body["surplus_w"])
+        except ValueError as exc:
+            raise ApiError(BAD_REQUEST, str(exc)) from None
+        if abs(surplus) > 10**12:
+            raise ApiError(BAD_REQUEST, "surplus_w is out of range")
+        return ok(self.node.set_grid_signal(surplus, "api"))
+
+    # peers ----------------------------------------------------------------------------------------
+    async def peer_hello(self, request: web.Request) -> web.Response:
+        return ok(await self.node.peers.handle_hello(request))
+
+    async def peer_handshake(self, request: web.Request) -> web.Response:
+        return ok(await self.node.peers.handle_handshake(request))
+
+    async def peer_block(self, request: web.Request) -> web.Response:
+        status, data = await self.node.peers.handle_block(request)
+        return ok(data, status)
+
+    async def peer_txs(self, request: web.Request) -> web.Response:
+        return ok(await self.node.peers.handle_txs(request))
+

@@ -1,0 +1,237 @@
+"""The OpenAPI 3.0 description of the node's HTTP API, as data (served at GET /openapi.json).
+
+Kept beside the routes it describes: a test checks that every route the node serves is described here.
+The shapes follow docs/interfaces.md, which stays the contract.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+INT = {"type": "integer"}
+NUM = {"type": "number"}
+STR = {"type": "string"}
+BOOL = {"type": "boolean"}
+HEX = {"type": "string", "pattern": "^[0-9a-f]*$", "description": "lowercase hex"}
+ADDR = {"type": "string", "pattern": "^kwh[0-9a-f]{48}$", "description": "account address with checksum"}
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    out["required"] = list(props) if required is None else required
+    out.update(extra)
+    return out
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _list(name: str, key: str) -> dict[str, Any]:
+    return _obj({key: {"type": "array", "items": _ref(name)}})
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _obj({"error": {"type": "string", "description": "machine-readable reason (ledger/errors.py, "
+                                                             "not_found, bad_request, unauthorized, rate_limited, "
+                                                             "mempool_full)"},
+                   "detail": STR}),
+    "Tx": _obj({"txid": HEX, "kind": {"type": "string", "description": "transfer, transfer_wh, enroll_meter, "
+                                      "revoke_meter, redeem, post_offer, accept_offer, deliver, cancel_offer, "
+                                      "place_order, cancel_order or reading"},
+                "sender": ADDR, "sender_key": HEX, "nonce": INT, "fee": INT, "signature": HEX},
+               required=["txid", "kind"], additionalProperties=True,
+               description="Signed txs carry sender, sender_key, nonce, fee and the body's fields (addresses as "
+                           "text, bytes as hex; EnrollMeter's kind is meter_kind); readings carry the reading "
+                           "fields (meter_id, interval_start, interval_s, export_wh, import_wh, export_register, "
+                           "import_register, counter)."),
+    "Block": _obj({"hash": HEX, "height": INT, "prev_hash": HEX, "timestamp_ms": INT, "proposer": HEX,
+                   "tx_root": HEX, "state_root": HEX, "difficulty": INT, "nonce": INT, "hashes": INT,
+                   "energy_mj": INT, "energy_estimated": BOOL, "txs": {"type": "array", "items": _ref("Tx")}}),
+    "Peer": _obj({"url": STR, "key": {**HEX, "nullable": True}, "height": INT, "connected": BOOL},
+                 required=["url", "key", "height"]),
+    "Status": _obj({"chain_id": STR, "genesis": HEX, "height": INT, "head": HEX, "total_work": INT,
+                    "time_ms": INT, "node_key": {**HEX, "nullable": True}, "authority": BOOL, "syncing": BOOL,
+                    "mempool": INT, "peers": {"type": "array", "items": _ref("Peer")}}),
+    "TxStatus": _obj({"txid": HEX, "status": {"type": "string", "enum": ["pending", "included", "rejected"]},
+                      "height": INT, "block": HEX, "index": INT, "reason": STR, "detail": STR, "tx": _ref("Tx")},
+                     required=["txid", "status", "tx"]),
+    "Account": _obj({"address": ADDR, "coin": INT, "nonce": INT, "next_nonce": INT, "wh": INT, "locked_coin": INT,
+                     "locked_wh": INT, "consumed_wh": INT, "redeemed_wh": INT}),
+    "Lot": _obj({"lot_id": HEX, "wh": INT, "source": STR, "meter_id": HEX, "producer": ADDR,
+                 "interval_start": INT, "interval_s": INT, "minted_wh": INT, "height": INT, "reading_id": HEX},
+                required=["lot_id", "source"]),
+    "Movement": _obj({"txid": HEX, "from": {**ADDR, "nullable": True}, "to": {**ADDR, "nullable": True},
+                      "wh": INT, "kind": STR}),
+    "Meter": _obj({"meter_id": HEX, "public": HEX, "owner": ADDR, "kind": STR, "rated_w": INT, "interval_s": INT,
+                   "source": STR, "active": BOOL, "counter": INT, "next_start": INT, "export_register": INT,
+                   "import_register": INT, "minted_wh": INT, "consumed_wh": INT, "enrolled_height": INT}),
+    "Offer": _obj({"offer_id": HEX, "seller": ADDR, "wh": INT, "remaining": INT, "price_per_wh": INT,
+                   "window_start": INT, "window_end": INT, "source": STR, "status": STR, "height": INT}),
+    "Order": _obj({"order_id": HEX, "owner": ADDR, "side": {"type": "string", "enum": ["buy", "sell"]},
+                   "price_per_wh": INT, "wh": INT, "remaining": INT, "filled_wh": INT, "paid_coin": INT,
+                   "status": STR, "seq": INT, "height": INT}),
+    "Trade": _obj({"trade_id": HEX, "offer_id": HEX, "seller": ADDR, "buyer": ADDR, "wh": INT, "price_per_wh": INT,
+                   "escrow": INT, "delivered": INT, "released": INT, "refunded": INT, "window_start": INT,
+                   "window_end": INT, "source": STR, "status": STR, "height": INT}),
+    "Grid": _obj({"surplus_w": INT, "power_w": NUM, "difficulty": INT, "power_cap_w": NUM},
+                 required=["surplus_w", "difficulty", "power_cap_w"]),
+    "Energy": _obj({
+        "blocks": {"type": "array", "items": _obj({"height": INT, "hash": HEX, "hashes": INT, "energy_j": NUM,
+                                                   "estimated": BOOL, "difficulty": INT, "proposer": HEX,
+                                                   "txs": INT},
+                                                  required=["height", "hash", "hashes", "energy_j", "estimated",
+                                                            "difficulty"])},
+        "total": _obj({"blocks": INT, "hashes": INT, "energy_j": NUM, "energy_kwh": NUM}),
+        "minted_wh": INT, "settled_wh": INT, "redeemed_wh": INT, "consumed_wh": INT,
+        "ledger_kwh_per_settled_kwh": {"type": "number", "nullable": True}, "grid": _ref("Grid")}),
+    "Evidence": _obj({"proposer": HEX, "height": INT, "blocks": {"type": "array", "items": HEX}}),
+}
+
+MSGPACK_BYTES = {"application/msgpack": {"schema": {"type": "string", "format": "binary"}}}
+ERRORS = {code: {"description": text, "content": {"application/json": {"schema": _ref("Error")}}}
+          for code, text in (("400", "bad input (reason in error)"), ("403", "not allowed"),
+                             ("404", "not found"), ("409", "conflicts with state or mempool"),
+                             ("413", "body too large"), ("429", "rate limited"))}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _param(name: str, where: str, schema: dict[str, Any], description: str, required: bool | None = None) \
+        -> dict[str, Any]:
+    return {"name": name, "in": where, "required": where == "path" if required is None else required,
+            "schema": schema, "description": description}
+
+
+def _op(summary: str, ok: dict[str, Any], params: list[dict[str, Any]] | None = None, body: Any = None,
+        tags: list[str] | None = None, security: list[dict[str, list[str]]] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {"200": ok, **ERRORS}}
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = body
+    if tags:
+        op["tags"] = tags
+    if security is not None:
+        op["security"] = security
+    return op
+
+
+ADDR_PATH = _param("addr", "path", ADDR, "account address")
+FORMAT = _param("format", "query", {"type": "string", "enum": ["json", "msgpack"]},
+                "msgpack: canonical bytes for peers and tools", False)
+PEER_AUTH: list[dict[str, list[str]]] = [{"peerSession": []}]
+
+PATHS: dict[str, Any] = {
+    "/status": {"get": _op("Chain head, this node's role, mempool size and peers", _json(_ref("Status")),
+                           tags=["chain"])},
+    "/genesis": {"get": _op("The genesis JSON this node runs", _json({"type": "object"}), tags=["chain"])},
+    "/blocks/{ref}": {"get": _op(
+        "One block by height or hash",
+        {"description": "block JSON, or the canonical block bytes with format=msgpack",
+         "content": {"application/json": {"schema": _ref("Block")}, **MSGPACK_BYTES}},
+        [_param("ref", "path", STR, "height (decimal) or block hash (hex)"), FORMAT], tags=["chain"])},
+    "/blocks": {"get": _op(
+        "Canonical blocks from a height (at most 100, fewer if the page would be very large)",
+        {"description": "{blocks: [block JSON]}, or a msgpack list of block bytes with format=msgpack",
+         "content": {"application/json": {"schema": _list("Block", "blocks")}, **MSGPACK_BYTES}},
+        [_param("from", "query", INT, "first height (default 1)", False),
+         _param("limit", "query", INT, "at most 100 (default 100)", False), FORMAT], tags=["chain"])},
+    "/tx": {"post": _op(
+        "Submit a signed transaction or meter reading to the mempool",
+        _json(_obj({"txid": HEX, "status": {"type": "string", "enum": ["pending"]}})),
+        body={"required": True, "content": {
+            "application/msgpack": {"schema": {"type": "string", "format": "binary",
+                                               "description": "canonical tx bytes (ledger.tx.encode_tx)"}},
+            "application/json": {"schema": _obj({"tx": HEX})}}}, tags=["transactions"])},
+    "/tx/{txid}": {"get": _op("Where a transaction is: pending, included (with block) or rejected (with reason)",
+                              _json(_ref("TxStatus")), [_param("txid", "path", HEX, "transaction id")],
+                              tags=["transactions"])},
+    "/accounts/{addr}": {"get": _op("Balances and nonces; next_nonce counts pending mempool txs",
+                                    _json(_ref("Account")), [ADDR_PATH], tags=["accounts"])},
+    "/accounts/{addr}/lots": {"get": _op("Wh holdings by lot, oldest first, with provenance",
+                                         _json(_list("Lot", "lots")), [ADDR_PATH], tags=["accounts"])},
+    "/accounts/{addr}/history": {"get": _op(
+        "Transactions touching the account, newest first",
+        _json(_obj({"history": {"type": "array", "items": _obj({"height": INT, "txid": HEX, "kind": STR})}})),
+        [ADDR_PATH, _param("limit", "query", INT, "at most 1000 (default 50)", False)], tags=["accounts"])},
+    "/meters": {"get": _op("All enrolled meters", _json(_list("Meter", "meters")), tags=["meters"])},
+    "/meters/{meter_id}": {"get": _op("One meter", _json(_ref("Meter")),
+                                      [_param("meter_id", "path", HEX, "16-byte meter id")], tags=["meters"])},
+    "/lots/{lot_id}": {"get": _op("A lot's origin and every movement of its Wh",
+                                  _json(_obj({"lot": _ref("Lot"), "movements": {"type": "array",
+                                                                                "items": _ref("Movement")}})),
+                                  [_param("lot_id", "path", HEX, "24-byte lot id")], tags=["meters"])},
+    "/market/offers": {"get": _op("Prepaid delivery offers", _json(_list("Offer", "offers")),
+                                  [_param("status", "query", STR, "open, filled, cancelled or expired", False),
+                                   _param("seller", "query", ADDR, "only this seller's offers", False)],
+                                  tags=["market"])},
+    "/market/orderbook": {"get": _op("Open limit orders, best first",
+                                     _json(_obj({"buys": {"type": "array", "items": _ref("Order")},
+                                                 "sells": {"type": "array", "items": _ref("Order")}})),
+                                     tags=["market"])},
+    "/market/orders": {"get": _op("Limit orders", _json(_list("Order", "orders")),
+                                  [_param("owner", "query", ADDR, "only this owner's orders", False),
+                                   _param("status", "query", STR, "open, filled or cancelled", False)],
+                                  tags=["market"])},
+    "/trades": {"get": _op("Prepaid trades", _json(_list("Trade", "trades")),
+                           [_param("party", "query", ADDR, "trades where this account sells or buys", False),
+                            _param("status", "query", STR, "open, delivered or settled", False)],
+                           tags=["market"])},
+    "/trades/{trade_id}": {"get": _op("One trade (its id is the accepting tx's id)", _json(_ref("Trade")),
+                                      [_param("trade_id", "path", HEX, "32-byte trade id")], tags=["market"])},
+    "/energy": {"get": _op("Hashes and energy per block and in total; Wh minted, settled, redeemed, consumed; "
+                           "the grid policy", _json(_ref("Energy")),
+                           [_param("limit", "query", INT, "recent blocks, at most 100 (default 20)", False)],
+                           tags=["energy"])},
+    "/evidence": {"get": _op("Equivocation evidence: an authority that signed two blocks at one height",
+                             _json(_list("Evidence", "evidence")), tags=["chain"])},
+    "/metrics": {"get": _op("Prometheus metrics", {"description": "Prometheus text format",
+                                                   "content": {"text/plain": {"schema": STR}}}, tags=["operations"])},
+    "/openapi.json": {"get": _op("This document", _json({"type": "object"}), tags=["operations"])},
+    "/admin/grid-signal": {"post": _op(
+        "Set the grid signal (surplus in W, <= 0 is a shortage); answers the new mining policy",
+        _json(_ref("Grid")), body={"required": True, "content": {"application/json": {
+            "schema": _obj({"surplus_w": INT})}}},
+        tags=["operations"], security=[{"adminToken": []}])},
+    "/peer/hello": {"post": _op(
+        "Peer handshake, step 1: the dialer's key, URL and challenge; answers this node's key, its signature "
+        "over the dialer's challenge and a challenge for the dialer",
+        _json(_obj({"chain_id": STR, "key": HEX, "challenge": HEX, "signature": HEX})),
+        body={"required": True, "content": {"application/json": {"schema": _obj(
+            {"chain_id": STR, "key": HEX, "url": STR, "challenge": HEX}, required=["chain_id", "key", "challenge"])}}},
+        tags=["peers"])},
+    "/peer/handshake": {"post": _op(
+        "Peer handshake, step 2: the dialer's signature over this node's challenge; answers a session token",
+        _json(_obj({"token": STR, "key": HEX})),
+        body={"required": True, "content": {"application/json": {"schema": _obj(
+            {"key": HEX, "challenge": HEX, "signature": HEX})}}}, tags=["peers"])},
+    "/peer/block": {"post": _op(
+        "Gossip: a new block (canonical bytes); an invalid block bans the sender",
+        _json(_obj({"status": STR, "hash": HEX, "height": INT})),
+        body={"required": True, "content": MSGPACK_BYTES}, tags=["peers"], security=PEER_AUTH)},
+    "/peer/txs": {"post": _op(
+        "Gossip: a msgpack list of tx bytes", _json(_obj({"accepted": INT, "received": INT})),
+        body={"required": True, "content": MSGPACK_BYTES}, tags=["peers"], security=PEER_AUTH)},
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "kwhledger node API", "version": "1",
+             "description": "HTTP API of a kwhledger node. Errors are {\"error\": CODE, \"detail\": \"...\"}; "
+                            "see docs/interfaces.md for the contract."},
+    "paths": PATHS,
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {
+            "adminToken": {"type": "http", "scheme": "bearer", "description": "the node's --admin-token"},
+            "peerSession": {"type": "http", "scheme": "bearer", "description": "token from /peer/handshake"},
+        },
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    return copy.deepcopy(DOCUMENT)

@@ -1,0 +1,263 @@
+"""The node: one chain, its mempool, grid policy, miner, peers and producer, wired together.
+
+All chain access happens on the event loop thread. Writes (block import, block building) take
+`Node.lock`, so the producer's build-then-import and the sync loop's imports never interleave; reads
+(API queries) never await in the middle, so each answer comes from one consistent head.
+Every new head sets `head_event` (and replaces it): the producer mines with that event as its cancel
+signal, so a block from a peer stops work on a stale parent at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from typing import Any
+
+from ledger.block import Block
+from ledger.chain import Chain, ImportResult, serial_verifier
+from ledger.errors import Rejected
+from ledger.genesis import Genesis
+from ledger.keys import AccountKey
+from ledger.store import LevelKV
+from ledger.tx import Tx
+
+from .config import Config
+from .grid import GridPolicy, GridSignalFile
+from .keyfile import load_key
+from .log import EventLog
+from .mempool import Mempool
+from .metrics import Metrics
+
+
+class StartupError(Exception):
+    """The node cannot start (bad genesis, key, data dir); the message is one readable line."""
+
+
+class LRU:
+    """A bounded set of recently seen ids (gossip dedup)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._d: OrderedDict[bytes, None] = OrderedDict()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._d
+
+    def add(self, key: bytes) -> None:
+        self._d[key] = None
+        self._d.move_to_end(key)
+        if len(self._d) > self.size:
+            self._d.popitem(last=False)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Node:
+    def __init__(self, config: Config, log: EventLog) -> None:
+        self.config = config
+        self.log = log
+        try:
+            self.genesis = Genesis.load(config.genesis)
+        except OSError as exc:
+            raise StartupError(f"cannot read genesis {config.genesis}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise StartupError(f"genesis {config.genesis}: {exc}") from None
+        self.key: AccountKey | None = None
+        if config.key is not None:
+            try:
+                self.key = load_key(config.key)
+            except ValueError as exc:
+                raise StartupError(str(exc)) from None
+        self.verifier: Any = serial_verifier
+        if config.verify_workers > 0:
+            from .verify import PoolVerifier
+            self.verifier = PoolVerifier(workers=config.verify_workers)
+        try:
+            self.kv = LevelKV(config.data_dir)
+        except Exception as exc:  # plyvel raises IOError/plyvel.Error for a locked or corrupt database
+            self._close_verifier()
+            raise StartupError(f"cannot open data dir {config.data_dir}: {exc}") from None
+        try:
+            self.chain = Chain(self.kv, self.genesis, self.verifier)
+        except (ValueError, Rejected) as exc:
+            self.kv.close()
+            self._close_verifier()
+            raise StartupError(f"data dir {config.data_dir}: {exc}") from None
+        params = self.chain.params
+        log.info("chain_opened", data_dir=str(config.data_dir), height=self.chain.height,
+                 head=self.chain.head_hash.hex())
+        self.members = frozenset(params.authorities) | frozenset(params.observers)
+        self.authority = self.key is not None and self.key.public in params.authorities
+        self.member = self.key is not None and self.key.public in self.members
+        self.mempool = Mempool(self.chain, config.mempool_size, config.mempool_per_sender)
+        self.metrics = Metrics()
+        self.grid = GridPolicy(params.min_difficulty, params.block_interval_ms, config.power_cap_w,
+                               config.watts_per_core, cores=config.mine_workers)
+        self.miner: Any = None  # made in start() (worker processes), authorities only
+        self.lock = asyncio.Lock()
+        self._head_event = asyncio.Event()
+        self.seen_blocks = LRU(50_000)
+        self.stopping = asyncio.Event()
+        self.started_ms = now_ms()
+        from .peers import PeerManager  # imported here: peers imports this module's helpers
+        self.peers = PeerManager(self)
+        self.producer: Any = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._update_gauges()
+
+    def _close_verifier(self) -> None:
+        close = getattr(self.verifier, "close", None)
+        if close is not None:
+            close()
+
+    # lifecycle ------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.authority:
+            from .energy import EnergyMeter
+            from .miner import Miner
+            self.miner = Miner(EnergyMeter(self.config.watts_per_core), workers=self.config.mine_workers)
+            try:
+                rate = await asyncio.wait_for(self.miner.calibrate(), timeout=60)
+                self.metrics.hash_rate.set(rate)
+            except (asyncio.TimeoutError, RuntimeError) as exc:
+                self.log.warning("miner_calibration_failed", error=repr(exc))
+            from .producer import Producer
+            self.producer = Producer(self)
+        await self.peers.start()
+        if self.producer is not None:
+            self._spawn(self.producer.run(), "producer")
+        if self.config.grid_signal_file is not None:
+            self._spawn(self._watch_grid_file(), "grid_file")
+        head = self.chain.head
+        self.log.info("node_started", chain_id=self.chain.chain_id, height=head.height,
+                      head=self.chain.head_hash.hex(), node_key=self.key.public.hex() if self.key else None,
+                      role="authority" if self.authority else "observer", url=self.config.advertised_url,
+                      peers=len(self.config.peers), energy=self.miner.meter.source if self.miner else None)
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(self._guard(coro, name), name=name)
+        self._tasks.append(task)
+        return task
+
+    async def _guard(self, coro: Any, name: str) -> None:
+        """A background task that fails is logged, never silently lost."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the node keeps serving; the log says what broke
+            self.log.error("task_failed", task=name, error=repr(exc))
+
+    async def stop(self) -> None:
+        """Stop producing, stop the miner and peers; the caller closes the database after the web server."""
+        self.stopping.set()
+        self._head_event.set()  # wakes the producer and cancels a search in progress
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.peers.stop()
+        if self.miner is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.miner.close)
+
+    def close_database(self) -> None:
+        self.kv.close()
+        self._close_verifier()
+
+    # heads ----------------------------------------------------------------------------------------
+    @property
+    def head_event(self) -> asyncio.Event:
+        """Set when the head changes after this property was read."""
+        return self._head_event
+
+    def _head_changed(self) -> None:
+        old, self._head_event = self._head_event, asyncio.Event()
+        old.set()
+
+    def _update_gauges(self) -> None:
+        head = self.chain.head
+        self.metrics.height.set(head.height)
+        self.metrics.total_work.set(head.total_work)
+        self.metrics.chain_hashes.set(head.cum_hashes)
+        self.metrics.chain_energy_joules.set(head.cum_energy_mj / 1000)
+        self.metrics.mempool_size.set(len(self.mempool))
+
+    # blocks ---------------------------------------------------------------------------------------
+    async def import_block(self, block: Block, origin: str | None = None, gossip: bool = True,
+                           quiet: bool = False) -> ImportResult:
+        """Import a block from anywhere; raises Rejected. New blocks are gossiped to the other peers."""
+        async with self.lock:
+            try:
+                result = self.chain.import_block(block, now_ms())
+            except Rejected as exc:
+                self.metrics.blocks_rejected.labels(exc.reason).inc()
+                raise
+            self._after_import(block, result, quiet)
+        self.seen_blocks.add(block.hash)
+        if gossip and result.status != "known":
+            self.peers.gossip_block(block, exclude=origin)
+        return result
+
+    def _after_import(self, block: Block, result: ImportResult, quiet: bool) -> None:
+        if result.status == "known":
+            return
+        self.metrics.blocks_imported.labels(result.status).inc()
+        if result.status == "side":
+            self.log.debug("block_side", height=block.height, hash=block.hash.hex(),
+                           proposer=block.header.proposer.hex()[:16])
+            return
+        back = self.mempool.on_new_head(result.applied, result.reverted, now_ms())
+        for tx in back:  # txs of blocks a reorg took off the chain: every producer should see them again
+            self.peers.gossip_tx(tx)
+        self._update_gauges()
+        self._head_changed()
+        if result.status == "reorg":
+            self.metrics.reorgs.inc()
+            self.log.info("reorg", depth=len(result.reverted), applied=len(result.applied),
+                          height=result.height, head=result.block_hash.hex())
+        log = self.log.debug if quiet else self.log.info
+        log("block_imported", height=block.height, hash=block.hash.hex(), txs=len(block.txs),
+            proposer=block.header.proposer.hex()[:16], difficulty=block.header.difficulty,
+            hashes=block.seal.hashes, energy_mj=block.seal.energy_mj, status=result.status)
+
+    # transactions ---------------------------------------------------------------------------------
+    def submit_tx(self, tx: Tx, origin: str | None = None) -> None:
+        """Admit a tx to the mempool and gossip it; raises Rejected (recorded for GET /tx)."""
+        try:
+            self.mempool.add(tx, now_ms())
+        except Rejected as exc:
+            self.metrics.txs_rejected.labels(exc.reason).inc()
+            if tx.txid not in self.mempool and exc.reason != "duplicate":
+                self.mempool.remember(tx, exc.reason, exc.detail)
+            raise
+        self.metrics.txs_accepted.inc()
+        self.metrics.mempool_size.set(len(self.mempool))
+        self.peers.gossip_tx(tx, exclude=origin)
+
+    # grid -----------------------------------------------------------------------------------------
+    def set_grid_signal(self, surplus_w: int, source: str) -> dict[str, Any]:
+        self.grid.set_signal(surplus_w)
+        snapshot = self.grid_snapshot()
+        self.metrics.surplus_w.set(surplus_w)
+        self.metrics.difficulty.set(snapshot["difficulty"])
+        self.log.info("grid_signal", surplus_w=surplus_w, source=source, difficulty=snapshot["difficulty"],
+                      power_w=snapshot.get("power_w"))
+        return snapshot
+
+    def grid_snapshot(self) -> dict[str, Any]:
+        if self.miner is not None:
+            self.grid.difficulty(self.miner.hash_rate())
+        return self.grid.snapshot()
+
+    async def _watch_grid_file(self) -> None:
+        watcher = GridSignalFile(self.config.grid_signal_file)  # type: ignore[arg-type]
+        while not self.stopping.is_set():
+            try:
+                surplus = watcher.poll()
+                if surplus is not None:
+                    self.set_grid_signal(surplus, "file")
+            except (ValueError, OSError) as exc:
+                self.log.warning("grid_signal_file_error", error=str(exc))
+            await asyncio.sleep(1.0)
+

@@ -1,0 +1,102 @@
+"""JSON forms of ledger objects for the HTTP API (docs/interfaces.md): addresses as `kwh...` text, other
+bytes as lowercase hex, integers as plain numbers."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ledger.block import Block
+from ledger.keys import format_address
+from ledger.state import Account, Lot, Meter, Offer, Order, Trade
+from ledger.tx import MeterReading, SignedTx, Tx
+
+# Body fields whose names clash with the envelope's get a prefix (EnrollMeter.kind -> meter_kind).
+_ENVELOPE = {"txid", "kind", "sender", "sender_key", "nonce", "fee", "signature"}
+
+
+def _body_fields(body: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(body):
+        value = getattr(body, f.name)
+        spec = f.metadata.get("spec")
+        if isinstance(value, bytes):
+            value = format_address(value) if spec is not None and spec.size == 20 else value.hex()
+        name = f"meter_{f.name}" if f.name in _ENVELOPE else f.name
+        out[name] = value
+    return out
+
+
+def tx_json(tx: Tx) -> dict[str, Any]:
+    if isinstance(tx, MeterReading):
+        f = tx.fields
+        return {"txid": tx.txid.hex(), "kind": "reading", "meter_id": f.meter_id.hex(),
+                "interval_start": f.interval_start, "interval_s": f.interval_s, "export_wh": f.export_wh,
+                "import_wh": f.import_wh, "export_register": f.export_register,
+                "import_register": f.import_register, "counter": f.counter, "signature": tx.signature.hex()}
+    assert isinstance(tx, SignedTx)
+    out: dict[str, Any] = {"txid": tx.txid.hex(), "kind": tx.kind, "sender": format_address(tx.sender_address),
+                           "sender_key": tx.sender.hex(), "nonce": tx.nonce, "fee": tx.fee}
+    out.update(_body_fields(tx.body))
+    out["signature"] = tx.signature.hex()
+    return out
+
+
+def block_json(block: Block) -> dict[str, Any]:
+    h, s = block.header, block.seal
+    return {"hash": block.hash.hex(), "height": h.height, "prev_hash": h.prev_hash.hex(),
+            "timestamp_ms": h.timestamp_ms, "proposer": h.proposer.hex(), "tx_root": h.tx_root.hex(),
+            "state_root": h.state_root.hex(), "difficulty": h.difficulty, "nonce": h.nonce, "hashes": s.hashes,
+            "energy_mj": s.energy_mj, "energy_estimated": s.energy_estimated,
+            "txs": [tx_json(tx) for tx in block.txs]}
+
+
+def account_json(addr: bytes, acct: Account, next_nonce: int) -> dict[str, Any]:
+    return {"address": format_address(addr), "coin": acct.coin, "nonce": acct.nonce, "next_nonce": next_nonce,
+            "wh": acct.wh, "locked_coin": acct.locked_coin, "locked_wh": acct.locked_wh,
+            "consumed_wh": acct.consumed_wh, "redeemed_wh": acct.redeemed_wh}
+
+
+def lot_json(lot_id: bytes, lot: Lot | None, wh: int | None = None, source: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"lot_id": lot_id.hex()}
+    if wh is not None:
+        out["wh"] = wh
+    out["source"] = source if source is not None else (lot.source if lot is not None else "")
+    if lot is not None:
+        out.update({"meter_id": lot.meter_id.hex(), "producer": format_address(lot.producer),
+                    "interval_start": lot.interval_start, "interval_s": lot.interval_s,
+                    "minted_wh": lot.minted_wh, "height": lot.height, "reading_id": lot.reading_id.hex()})
+    return out
+
+
+def movement_json(raw: list[Any]) -> dict[str, Any]:
+    txid, sender, receiver, wh, kind = raw
+    return {"txid": txid.hex(), "from": format_address(sender) if sender else None,
+            "to": format_address(receiver) if receiver else None, "wh": wh, "kind": kind}
+
+
+def meter_json(meter_id: bytes, m: Meter) -> dict[str, Any]:
+    return {"meter_id": meter_id.hex(), "public": m.public.hex(), "owner": format_address(m.owner), "kind": m.kind,
+            "rated_w": m.rated_w, "interval_s": m.interval_s, "source": m.source, "active": m.active,
+            "counter": m.counter, "next_start": m.next_start, "export_register": m.export_register,
+            "import_register": m.import_register, "minted_wh": m.minted_wh, "consumed_wh": m.consumed_wh,
+            "enrolled_height": m.enrolled_height}
+
+
+def offer_json(offer_id: bytes, o: Offer) -> dict[str, Any]:
+    return {"offer_id": offer_id.hex(), "seller": format_address(o.seller), "wh": o.wh, "remaining": o.remaining,
+            "price_per_wh": o.price_per_wh, "window_start": o.window_start, "window_end": o.window_end,
+            "source": o.source, "status": o.status, "height": o.height}
+
+
+def order_json(order_id: bytes, o: Order) -> dict[str, Any]:
+    return {"order_id": order_id.hex(), "owner": format_address(o.owner), "side": o.side,
+            "price_per_wh": o.price_per_wh, "wh": o.wh, "remaining": o.remaining, "filled_wh": o.filled_wh,
+            "paid_coin": o.paid_coin, "status": o.status, "seq": o.seq, "height": o.height}
+
+
+def trade_json(trade_id: bytes, t: Trade) -> dict[str, Any]:
+    return {"trade_id": trade_id.hex(), "offer_id": t.offer_id.hex(), "seller": format_address(t.seller),
+            "buyer": format_address(t.buyer), "wh": t.wh, "price_per_wh": t.price_per_wh, "escrow": t.escrow,
+            "delivered": t.delivered, "released": t.released, "refunded": t.refunded,
+            "window_start": t.window_start, "window_end": t.window_end, "source": t.source, "status": t.status,
+            "height": t.height}

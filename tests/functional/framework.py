@@ -1,0 +1,367 @@
+"""Real `python -m node` processes on 127.0.0.1 for functional tests (node, wallet and devnet suites).
+
+Public API (everything else is internal):
+
+    NodeNet(tmp_path, authorities=3, observers=1, accounts=4, meters=0, block_interval_ms=500,
+            min_difficulty=16, spare_observers=1, admin_token=ADMIN_TOKEN, start=True, **make_net_kwargs)
+        A genesis (ledger.testing.make_net, timestamped now) with key files for every node, and one node
+        per authority and observer; each dials all the others. Use as a context manager or call close().
+        .net        ledger.testing.Net: genesis, authority keys, funded account keys, meter keys
+        .chain_id   the genesis chain id
+        .nodes      all NodeProcess, authorities first;  .authorities / .observers: the two groups
+        .spare_keys observer keys in genesis that no node uses (for tests that act as a peer)
+        .start(node=None) / .stop(node) / .kill(node) / .restart(node) / .close()
+        .dump_logs(nodes=None) -> str   the tail of every node's log (printed on test failure)
+    NodeProcess: .name .url .port .key .data_dir .log_path .grid_file .proc .alive .returncode
+        .start(wait=True) .stop(timeout) (SIGTERM, then SIGKILL) .kill() .log_text()
+
+    wait_until(predicate, timeout, interval=0.1, message="") -> the first truthy value of predicate();
+        raises TimeoutError with the message (and the last exception predicate raised) after timeout s.
+    status(node) -> /status JSON;  height(node) -> int
+    get(node, path, expect=200) -> JSON (asserts the status);  request(node, method, path, body=None,
+        headers=None) -> (status, parsed JSON or bytes, headers)
+    post_tx(node, tx) -> (status, JSON)  (tx: a ledger Tx object or raw bytes; sent as application/msgpack)
+    sync_blocks(nodes, min_height=None, timeout=30) -> height at which every node has the same block
+    transfer(net, sender_index, to_address, amount, nonce, fee=None) -> SignedTx  (a signed coin transfer)
+    PeerClient(node, key, chain_id): handshake as a genesis member and post raw /peer/* messages
+
+Fixtures (tests/functional/conftest.py): `node_net(**NodeNet kwargs)` per test and `module_node_net(...)`
+shared by a module; both close their nets in teardown and print the node logs when a test fails.
+Every wait has a deadline; processes are always killed at close(), also when a test fails.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Iterable, TypeVar
+
+from ledger.keys import DOMAIN_PEER, AccountKey, signing_bytes, verify_ed25519
+from ledger.testing import Net, make_net
+from ledger.tx import SignedTx, Transfer, Tx, encode_tx, sign_tx
+from node.keyfile import save_key
+
+REPO = Path(__file__).resolve().parents[2]
+ADMIN_TOKEN = "test-admin-token"
+START_TIMEOUT = 30.0
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (the OS picks it; we release it for the node)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.1, message: str = "") -> T:
+    """Poll until predicate() is truthy (exceptions count as not yet); raise TimeoutError at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - a node still starting refuses connections
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            extra = f" (last error: {last_exc!r})" if last_exc is not None else ""
+            raise TimeoutError(f"condition not met within {timeout:.0f} s: {message}{extra}")
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------------- HTTP
+
+
+def request(node: "NodeProcess | str", method: str, path: str, body: bytes | dict[str, Any] | None = None,
+            headers: dict[str, str] | None = None, timeout: float = 10.0) -> tuple[int, Any, dict[str, str]]:
+    """One HTTP request; JSON answers are parsed, others returned as bytes. 4xx/5xx do not raise."""
+    base = node if isinstance(node, str) else node.url
+    hdrs = dict(headers or {})
+    data: bytes | None
+    if isinstance(body, dict):
+        data = json.dumps(body).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    else:
+        data = body
+    req = urllib.request.Request(base + path, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status, raw, rh = resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        status, raw, rh = err.code, err.read(), dict(err.headers)
+    if rh.get("Content-Type", "").startswith("application/json"):
+        return status, json.loads(raw), rh
+    return status, raw, rh
+
+
+def get(node: "NodeProcess | str", path: str, expect: int = 200) -> Any:
+    status_code, data, _ = request(node, "GET", path)
+    assert status_code == expect, f"GET {path}: HTTP {status_code}: {data!r}"
+    return data
+
+
+def status(node: "NodeProcess | str") -> dict[str, Any]:
+    return get(node, "/status")
+
+
+def height(node: "NodeProcess | str") -> int:
+    return int(status(node)["height"])
+
+
+def post_tx(node: "NodeProcess | str", tx: Tx | bytes) -> tuple[int, Any]:
+    raw = tx if isinstance(tx, bytes) else encode_tx(tx)
+    code, data, _ = request(node, "POST", "/tx", raw, {"Content-Type": "application/msgpack"})
+    return code, data
+
+
+def transfer(net: Net, sender_index: int, to: bytes, amount: int, nonce: int, fee: int | None = None) -> SignedTx:
+    """A signed coin transfer from funded account `sender_index` of the net."""
+    return sign_tx(net.accounts[sender_index], net.genesis.chain_id, nonce,
+                   fee if fee is not None else net.genesis.min_fee, Transfer(to, amount))
+
+
+def sync_blocks(nodes: Iterable["NodeProcess"], min_height: int | None = None, timeout: float = 30.0) -> int:
+    """Wait until every node has the same block at the lowest of their heights, that height being at least
+    `min_height` (default: the highest height any of them has now). Returns that height."""
+    nodes = list(nodes)
+    if min_height is None:
+        min_height = max(height(n) for n in nodes)
+
+    def agreed() -> int:
+        low = min(height(n) for n in nodes)
+        if low < min_height:  # type: ignore[operator]
+            return 0
+        hashes = {get(n, f"/blocks/{low}")["hash"] for n in nodes}
+        return low if len(hashes) == 1 else 0
+
+    return wait_until(agreed, timeout, 0.1, f"nodes {[n.name for n in nodes]} agree at height >= {min_height}")
+
+
+# -------------------------------------------------------------------------------------------- nodes
+
+
+class NodeProcess:
+    """One `python -m node` with its own data dir, key file, log file and grid-signal file."""
+
+    def __init__(self, root: Path, name: str, genesis: Path, key: AccountKey | None, admin_token: str | None,
+                 extra_args: list[str] | None = None) -> None:
+        self.name = name
+        self.key = key
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = root / name / "db"
+        self.log_path = root / f"{name}.log"
+        self.grid_file = root / name / "grid-signal"
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.key_path: Path | None = None
+        if key is not None:
+            self.key_path = root / name / "node-key.json"
+            save_key(self.key_path, key)
+        self.genesis = genesis
+        self.admin_token = admin_token
+        self.peers: list[str] = []
+        self.extra_args = list(extra_args or [])
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_file: Any = None
+
+    def args(self) -> list[str]:
+        args = [sys.executable, "-m", "node", "--genesis", str(self.genesis), "--data-dir", str(self.data_dir),
+                "--listen", f"127.0.0.1:{self.port}", "--grid-signal-file", str(self.grid_file),
+                "--log-level", "debug", "--ban-seconds", "60"]
+        if self.key_path is not None:
+            args += ["--key", str(self.key_path)]
+        if self.peers:
+            args += ["--peers", ",".join(self.peers)]
+        if self.admin_token:
+            args += ["--admin-token", self.admin_token]
+        return args + self.extra_args
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    def start(self, wait: bool = True) -> None:
+        assert not self.alive, f"{self.name} is already running"
+        self._log_file = open(self.log_path, "ab")
+        self._log_file.write(f"--- start {time.strftime('%H:%M:%S')}: {' '.join(self.args())}\n".encode())
+        self._log_file.flush()
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env.pop("KWH_ADMIN_TOKEN", None)
+        self.proc = subprocess.Popen(self.args(), cwd=REPO, stdout=self._log_file, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        def ready() -> bool:
+            if not self.alive:
+                raise RuntimeError(f"{self.name} exited with {self.returncode}:\n{self.log_text()[-3000:]}")
+            return request(self, "GET", "/status", timeout=2)[0] == 200
+        try:
+            wait_until(ready, timeout, 0.1, f"{self.name} serves /status")
+        except RuntimeError as exc:
+            raise AssertionError(str(exc)) from None
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM and wait; SIGKILL if it does not stop in time. Returns the exit code."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._close_log()
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+class NodeNet:
+    """A genesis, key files and one node process per authority and observer (see the module docstring)."""
+
+    def __init__(self, tmp_path: Path, authorities: int = 3, observers: int = 1, accounts: int = 4, meters: int = 0,
+                 block_interval_ms: int = 500, min_difficulty: int = 16, spare_observers: int = 1,
+                 admin_token: str | None = ADMIN_TOKEN, start: bool = True, extra_args: list[str] | None = None,
+                 **make_net_kwargs: Any) -> None:
+        self.root = Path(tmp_path)
+        self.root.mkdir(parents=True, exist_ok=True)
+        net = make_net(authorities=authorities, accounts=accounts, meters=meters, min_difficulty=min_difficulty,
+                       block_interval_ms=block_interval_ms, **make_net_kwargs)
+        observer_keys = [AccountKey.generate() for _ in range(observers)]
+        self.spare_keys = [AccountKey.generate() for _ in range(spare_observers)]
+        genesis = dataclasses.replace(net.genesis, timestamp_ms=int(time.time() * 1000) - block_interval_ms,
+                                      observers=tuple(k.public for k in observer_keys + self.spare_keys))
+        self.net = Net(genesis, net.authorities, net.accounts, net.meters)
+        self.chain_id = genesis.chain_id
+        self.genesis_path = self.root / "genesis.json"
+        genesis.save(self.genesis_path)
+        self.authorities = [NodeProcess(self.root, f"auth{i}", self.genesis_path, k, admin_token, extra_args)
+                            for i, k in enumerate(net.authorities)]
+        self.observers = [NodeProcess(self.root, f"obs{i}", self.genesis_path, k, admin_token, extra_args)
+                          for i, k in enumerate(observer_keys)]
+        self.nodes = self.authorities + self.observers
+        for n in self.nodes:
+            n.peers = [m.url for m in self.nodes if m is not n]
+        if start:
+            self.start()
+
+    def start(self, node: NodeProcess | None = None) -> None:
+        """Start one node, or every node not running (all at once, then wait for each)."""
+        targets = [node] if node is not None else [n for n in self.nodes if not n.alive]
+        for n in targets:
+            n.start(wait=False)
+        for n in targets:
+            n.wait_ready()
+
+    def stop(self, node: NodeProcess, timeout: float = 15.0) -> int | None:
+        return node.stop(timeout)
+
+    def kill(self, node: NodeProcess) -> None:
+        node.kill()
+
+    def restart(self, node: NodeProcess) -> None:
+        node.stop()
+        node.start()
+
+    def running(self) -> list[NodeProcess]:
+        return [n for n in self.nodes if n.alive]
+
+    def close(self) -> None:
+        for n in self.nodes:
+            if n.alive and n.proc is not None:
+                n.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for n in self.nodes:
+            if n.proc is not None:
+                try:
+                    n.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+            n.kill()
+
+    def dump_logs(self, nodes: Iterable[NodeProcess] | None = None, tail: int = 60) -> str:
+        out = []
+        for n in (nodes if nodes is not None else self.nodes):
+            lines = n.log_text().splitlines()
+            out.append(f"===== {n.name} ({n.url}) rc={n.returncode} log {n.log_path} (last {tail} lines) =====")
+            out.extend(lines[-tail:])
+        return "\n".join(out)
+
+    def __enter__(self) -> "NodeNet":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# -------------------------------------------------------------------------------------------- peers
+
+
+class PeerClient:
+    """Acts as a genesis member towards one node: handshake, then raw /peer/* posts (for misbehaviour tests)."""
+
+    def __init__(self, node: NodeProcess | str, key: AccountKey, chain_id: str, url: str = "") -> None:
+        self.node = node
+        self.key = key
+        self.chain_id = chain_id
+        self.url = url
+        self.token: str | None = None
+
+    def handshake(self) -> tuple[int, Any]:
+        """Returns (HTTP status, answer) of the step that ended it; sets .token on success."""
+        mine = secrets.token_bytes(32)
+        body: dict[str, Any] = {"chain_id": self.chain_id, "key": self.key.public.hex(), "challenge": mine.hex()}
+        if self.url:
+            body["url"] = self.url
+        code, hello, _ = request(self.node, "POST", "/peer/hello", body)
+        if code != 200:
+            return code, hello
+        their_key = bytes.fromhex(hello["key"])
+        message = signing_bytes(DOMAIN_PEER, self.chain_id, ["hello", mine, self.key.public])
+        assert verify_ed25519(their_key, bytes.fromhex(hello["signature"]), message), "node failed its proof"
+        theirs = bytes.fromhex(hello["challenge"])
+        signature = self.key.sign(signing_bytes(DOMAIN_PEER, self.chain_id, ["hello", theirs, their_key]))
+        code, answer, _ = request(self.node, "POST", "/peer/handshake",
+                                  {"key": self.key.public.hex(), "challenge": theirs.hex(),
+                                   "signature": signature.hex()})
+        if code == 200:
+            self.token = answer["token"]
+        return code, answer
+
+    def post(self, path: str, raw: bytes) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/msgpack"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        code, data, _ = request(self.node, "POST", path, raw, headers)
+        return code, data
