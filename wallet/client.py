@@ -1,0 +1,209 @@
+"""A small synchronous HTTP client for the node's API (docs/interfaces.md); standard library only.
+
+Every failure becomes a `NodeError` with a machine-readable code: the node's own error code for an error
+answer (`{"error": CODE, "detail": ...}`), `node_unreachable` when no answer came, `bad_response` when the
+answer is not what the contract says.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from ledger.tx import Tx, encode_tx
+
+DEFAULT_NODE = "http://127.0.0.1:8701"
+ENV_NODE = "KWH_NODE"
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+NODE_UNREACHABLE = "node_unreachable"
+BAD_RESPONSE = "bad_response"
+TIMEOUT = "timeout"
+BAD_NODE_URL = "bad_node_url"
+
+
+class NodeError(Exception):
+    """An error answer from the node, or no usable answer at all."""
+
+    def __init__(self, code: str, detail: str = "", status: int | None = None) -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+        self.status = status
+
+
+def normalize_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise NodeError(BAD_NODE_URL, f"node URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise NodeError(BAD_NODE_URL, f"node URL {url!r} must look like http://host:port")
+    return url
+
+
+class NodeClient:
+    """Talks to one node; `timeout` bounds each request."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = normalize_url(url)
+        self.timeout = timeout
+        self._chain_id: str | None = None
+        self._genesis: dict[str, Any] | None = None
+
+    # transport ------------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, body: bytes | None = None,
+                 content_type: str | None = None) -> Any:
+        try:
+            req = urllib.request.Request(self.url + path, data=body, method=method)
+            req.add_header("Accept", "application/json")
+            if content_type:
+                req.add_header("Content-Type", content_type)
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                raw = resp.read(MAX_ANSWER_BYTES)
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            raw = exc.read(MAX_ANSWER_BYTES) if exc.fp is not None else b""
+            raise self._error_from(exc.code, raw) from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            text = getattr(reason, "strerror", None) or str(reason)
+            raise NodeError(NODE_UNREACHABLE, f"cannot reach node at {self.url}: {text}") from None
+        except (socket.timeout, TimeoutError):
+            raise NodeError(NODE_UNREACHABLE, f"node at {self.url} did not answer within {self.timeout:g} s") \
+                from None
+        except (ConnectionError, OSError) as exc:
+            raise NodeError(NODE_UNREACHABLE, f"cannot reach node at {self.url}: {exc.strerror or exc}") \
+                from None
+        except ValueError as exc:  # http.client.InvalidURL: a port that is not a number, ...
+            raise NodeError(BAD_NODE_URL, f"node URL {self.url!r}: {exc}") from None
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise NodeError(BAD_RESPONSE, f"{method} {path} answered {status} with something that is not JSON") \
+                from None
+
+    def _error_from(self, status: int, raw: bytes) -> NodeError:
+        try:
+            data = json.loads(raw)
+            if isinstance(data, dict) and isinstance(data.get("error"), str):
+                return NodeError(data["error"], str(data.get("detail", "")), status)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            pass
+        text = raw[:200].decode("utf-8", "replace").strip().replace("\n", " ")
+        return NodeError(BAD_RESPONSE, f"HTTP {status} from {self.url} is not a kwhledger node's answer"
+                                       + (f": {text}" if text else ""), status)
+
+    def get(self, path: str, **query: Any) -> Any:
+        q = {k: v for k, v in query.items() if v is not None}
+        if q:
+            path += "?" + urllib.parse.urlencode(q)
+        return self._request("GET", path)
+
+    def _object(self, path: str, **query: Any) -> dict[str, Any]:
+        data = self.get(path, **query)
+        if not isinstance(data, dict):
+            raise NodeError(BAD_RESPONSE, f"GET {path}: expected a JSON object")
+        return data
+
+    def _list(self, path: str, field: str, **query: Any) -> list[dict[str, Any]]:
+        data = self._object(path, **query)
+        items = data.get(field)
+        if not isinstance(items, list):
+            raise NodeError(BAD_RESPONSE, f"GET {path}: expected a list {field!r}")
+        return items
+
+    # chain ----------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return self._object("/status")
+
+    def genesis(self) -> dict[str, Any]:
+        if self._genesis is None:
+            self._genesis = self._object("/genesis")
+        return self._genesis
+
+    def chain_id(self) -> str:
+        if self._chain_id is None:
+            chain_id = self.status().get("chain_id")
+            if not isinstance(chain_id, str):
+                raise NodeError(BAD_RESPONSE, "GET /status has no chain_id")
+            self._chain_id = chain_id
+        return self._chain_id
+
+    def min_fee(self) -> int:
+        fee = self.genesis().get("min_fee", 0)
+        try:
+            return int(fee)
+        except (TypeError, ValueError):
+            raise NodeError(BAD_RESPONSE, f"GET /genesis: min_fee {fee!r} is not an integer") from None
+
+    # accounts -------------------------------------------------------------------------------------
+    def account(self, address: str) -> dict[str, Any]:
+        return self._object(f"/accounts/{address}")
+
+    def lots(self, address: str) -> list[dict[str, Any]]:
+        return self._list(f"/accounts/{address}/lots", "lots")
+
+    def history(self, address: str, limit: int = 50) -> list[dict[str, Any]]:
+        return self._list(f"/accounts/{address}/history", "history", limit=limit)
+
+    def next_nonce(self, address: str) -> int:
+        return int(self.account(address)["next_nonce"])
+
+    # meters and market ----------------------------------------------------------------------------
+    def meter(self, meter_id: str) -> dict[str, Any]:
+        return self._object(f"/meters/{meter_id}")
+
+    def meters(self) -> list[dict[str, Any]]:
+        return self._list("/meters", "meters")
+
+    def offers(self, status: str | None = "open", seller: str | None = None) -> list[dict[str, Any]]:
+        return self._list("/market/offers", "offers", status=status, seller=seller)
+
+    def orderbook(self) -> dict[str, Any]:
+        return self._object("/market/orderbook")
+
+    def orders(self, owner: str) -> list[dict[str, Any]]:
+        return self._list("/market/orders", "orders", owner=owner)
+
+    def trade(self, trade_id: str) -> dict[str, Any]:
+        return self._object(f"/trades/{trade_id}")
+
+    def trades(self, party: str) -> list[dict[str, Any]]:
+        return self._list("/trades", "trades", party=party)
+
+    # transactions ---------------------------------------------------------------------------------
+    def submit(self, tx: Tx) -> dict[str, Any]:
+        """POST /tx with the canonical bytes; NodeError with the ledger's reason if refused."""
+        data = self._request("POST", "/tx", encode_tx(tx), "application/msgpack")
+        if not isinstance(data, dict) or "txid" not in data:
+            raise NodeError(BAD_RESPONSE, "POST /tx: expected {txid, status}")
+        return data
+
+    def tx(self, txid: str) -> dict[str, Any]:
+        return self._object(f"/tx/{txid}")
+
+    def wait_tx(self, txid: str, timeout: float, poll: float = 0.2) -> dict[str, Any]:
+        """Poll GET /tx until the tx is included or rejected; NodeError(timeout) after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        last = "pending"
+        while True:
+            try:
+                info = self.tx(txid)
+                last = str(info.get("status"))
+                if last in ("included", "rejected"):
+                    return info
+            except NodeError as exc:
+                if exc.code != "not_found":
+                    raise
+                last = "unknown to the node"
+            if time.monotonic() >= deadline:
+                raise NodeError(TIMEOUT, f"transaction {txid} still {last} after {timeout:g} s")
+            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
