@@ -1,0 +1,4 @@
+"""`python -m devnet` is `kwh-devnet`."""
+from .cli import main
+
+main()

@@ -1,0 +1,286 @@
+"""Market agents: the devnet's wallets trading the energy their meters mint, through every market rule.
+
+Roles (from the wallet's meter, devnet/genesis.py):
+  * producers (rooftop solar) post prepaid offers for a delivery window and deliver into the trades
+    buyers open; one trade in four (each seller's 2nd, 6th, ...) is delivered only half (a cloudy
+    afternoon), so the ledger's refund at window end is exercised too; they also sell on the order book;
+  * consumers (households) accept offers (the price is locked in escrow: prepayment), place buy orders,
+    and redeem the Wh they received against the consumption their meters reported;
+  * prosumers sell what they do not need and redeem their own Wh against their own night-time
+    consumption (tokens as storage);
+  * traders buy on offers and the book and resell with a markup, and sometimes hand Wh to a consumer.
+Agents cancel offers nobody took and orders that rested too long. Offers' windows are in real time (the
+ledger judges them by block time), a few ticks long.
+
+Each tick an agent reads its account (and the shared open offers, open trades and order book), decides
+with its own seeded random generator, and posts its transactions with consecutive nonces from the node's
+`next_nonce`. A refusal ends the agent's tick (later nonces would not fit); refusals are counted per
+reason: agents act on slightly stale views, so some (an offer someone else just filled) are expected.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.keys import AccountKey, parse_address
+from ledger.tx import (BUY, COIN, SELL, AcceptOffer, Body, CancelOffer, CancelOrder, Deliver, PlaceOrder, PostOffer,
+                       Redeem, TransferWh, encode_tx, sign_tx)
+
+from .client import NodePool, NodeUnavailable, reason_of
+from .layout import Devnet
+
+log = logging.getLogger("devnet.market")
+
+BASE_PRICE_PER_WH = 25 * COIN // 1000  # 25 coin per kWh
+PARTIAL_DELIVERY_EVERY = 4  # one trade in four is delivered only half (the buyer is refunded the rest)
+BODY_KIND = {PostOffer: "post_offer", AcceptOffer: "accept_offer", Deliver: "deliver", CancelOffer: "cancel_offer",
+             PlaceOrder: "place_order", CancelOrder: "cancel_order", Redeem: "redeem", TransferWh: "transfer_wh"}
+
+
+@dataclass
+class Agent:
+    name: str
+    role: str  # producer, consumer, prosumer, trader
+    key: AccountKey
+    home: int
+    rng: random.Random
+    last_nonce: int = -1
+    stuck_ticks: int = 0
+    trades_seen: int = 0
+    partial: dict[str, bool] = field(default_factory=dict)  # trade id -> deliver only half
+
+    @property
+    def address(self) -> str:
+        return self.key.address_text
+
+    @property
+    def sells(self) -> bool:
+        return self.role in ("producer", "prosumer")
+
+    @property
+    def buys(self) -> bool:
+        return self.role in ("consumer", "trader")
+
+    @property
+    def redeems(self) -> bool:
+        return self.role in ("consumer", "prosumer")
+
+
+@dataclass
+class MarketStats:
+    ticks: int = 0
+    sent: Counter[str] = field(default_factory=Counter)  # kind -> txs posted
+    accepted: Counter[str] = field(default_factory=Counter)  # kind -> txs a node took
+    refused: Counter[str] = field(default_factory=Counter)  # "kind:reason" -> count
+    node_failures: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ticks": self.ticks, "sent": dict(self.sent), "accepted": dict(self.accepted),
+                "refused": dict(self.refused), "node_failures": self.node_failures}
+
+
+@dataclass
+class View:
+    """What every agent sees in one tick."""
+    now: float
+    height: int
+    offers: list[dict[str, Any]]
+    trades: list[dict[str, Any]]
+    buys: list[dict[str, Any]]
+    sells: list[dict[str, Any]]
+
+
+class Market:
+    def __init__(self, devnet: Devnet, pool: NodePool, *, seed: int | None = None, tick_s: float = 2.0,
+                 window_s: float = 30.0, stale_blocks: int = 12) -> None:
+        self.devnet = devnet
+        self.pool = pool
+        self.tick_s = tick_s
+        self.window_s = window_s
+        self.stale_blocks = stale_blocks
+        seed = devnet.seed if seed is None else seed
+        self.seed = seed
+        genesis = devnet.genesis()
+        self.min_fee = genesis.min_fee
+        self.block_interval_s = genesis.block_interval_ms / 1000
+        homes = {m.owner_wallet: m.home for m in devnet.meters}
+        names = [n.name for n in devnet.nodes]
+        self.agents = []
+        for i, w in enumerate(devnet.wallets):
+            home = names.index(homes[w.name]) if homes.get(w.name) in names else i % len(names)
+            self.agents.append(Agent(w.name, w.role, devnet.wallet_key(w.name), home,
+                                     random.Random(f"{seed}/{w.name}")))
+        self.consumers = [a.address for a in self.agents if a.role == "consumer"]
+        self.stats = MarketStats()
+        self.trading = True
+        self._rng = random.Random(f"{seed}/market")
+
+    def stop_trading(self) -> None:
+        """No new offers, orders or trades from now on; sellers still deliver into open trades and
+        consumers still redeem (stop `run` to end those too). Open trades settle at their window's end."""
+        self.trading = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await self.tick()
+            except NodeUnavailable:
+                self.stats.node_failures += 1
+            try:
+                await asyncio.wait_for(stop.wait(), max(0.05, self.tick_s - (time.monotonic() - started)))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _view(self) -> View:
+        status = await self.pool.get_ok("/status")
+        offers = (await self.pool.get_ok("/market/offers?status=open"))["offers"]
+        trades = (await self.pool.get_ok("/trades?status=open"))["trades"]
+        book = await self.pool.get_ok("/market/orderbook")
+        return View(time.time(), int(status["height"]), offers, trades, book["buys"], book["sells"])
+
+    async def tick(self) -> None:
+        view = await self._view()
+        agents = list(self.agents)
+        self._rng.shuffle(agents)
+        await asyncio.gather(*(self._act(a, view) for a in agents))
+        self.stats.ticks += 1
+
+    async def _act(self, agent: Agent, view: View) -> None:
+        try:
+            _i, acct = await self.pool.get(f"/accounts/{agent.address}", agent.home)
+        except NodeUnavailable:
+            self.stats.node_failures += 1
+            return
+        if not isinstance(acct, dict) or "next_nonce" not in acct:
+            return
+        if int(acct["next_nonce"]) > int(acct["nonce"]) and int(acct["nonce"]) == agent.last_nonce:
+            agent.stuck_ticks += 1
+            if agent.stuck_ticks * self.tick_s > max(6.0, 10 * self.block_interval_s):
+                # pending txs that never reach a block: the node holds them but did not pass them on
+                agent.home = (agent.home + 1) % len(self.pool.urls)
+                agent.stuck_ticks = 0
+                log.info("%s: txs pending too long, moving to %s", agent.name, self.pool.urls[agent.home])
+                return
+        else:
+            agent.stuck_ticks = 0
+        agent.last_nonce = int(acct["nonce"])
+        bodies = self.plan(agent, acct, view)
+        nonce = int(acct["next_nonce"])
+        for body in bodies:
+            kind = BODY_KIND[type(body)]
+            tx = sign_tx(agent.key, self.devnet.chain_id, nonce, self.min_fee, body)
+            self.stats.sent[kind] += 1
+            try:
+                _i, status, data = await self.pool.post_tx(encode_tx(tx), agent.home)
+            except NodeUnavailable:
+                self.stats.node_failures += 1
+                return
+            reason = reason_of(status, data)
+            if reason != "ok":
+                self.stats.refused[f"{kind}:{reason}"] += 1
+                log.debug("%s %s refused: %s", agent.name, kind, data)
+                return
+            self.stats.accepted[kind] += 1
+            nonce += 1
+
+    # decisions ------------------------------------------------------------------------------------
+    def plan(self, agent: Agent, acct: dict[str, Any], view: View) -> list[Body]:
+        """The agent's transactions for this tick (pure: depends on the view and the agent's generator)."""
+        rng = agent.rng
+        me = agent.address
+        out: list[Body] = []
+        wh = int(acct["wh"])
+        coin = int(acct["coin"])
+        uncovered = int(acct["consumed_wh"]) - int(acct["redeemed_wh"])
+        deliver_until = view.now + 2 * self.block_interval_s
+        fee = self.min_fee
+
+        if agent.sells:
+            # deliver into open trades (in full, or half for a share of trades), oldest first
+            committed = 0
+            for t in sorted((t for t in view.trades if t["seller"] == me), key=lambda t: t["height"]):
+                if t["trade_id"] not in agent.partial:  # the 2nd trade of each seller, then every 4th
+                    agent.partial[t["trade_id"]] = agent.trades_seen % PARTIAL_DELIVERY_EVERY == 1
+                    agent.trades_seen += 1
+                target = t["wh"] // 2 if agent.partial[t["trade_id"]] else t["wh"]
+                want = max(0, target - t["delivered"])
+                if t["window_start"] <= view.now and deliver_until < t["window_end"] and want and wh:
+                    amount = min(want, wh)
+                    out.append(Deliver(bytes.fromhex(t["trade_id"]), amount))
+                    wh -= amount
+                    want -= amount
+                committed += want
+            my_offers = [o for o in view.offers if o["seller"] == me]
+            committed += sum(o["remaining"] for o in my_offers)
+            reserve = max(0, uncovered) if agent.role == "prosumer" else 0
+            free = wh - committed - reserve
+            if self.trading and len(my_offers) < 2 and free >= 200:
+                amount = max(100, min(5000, int(free * rng.uniform(0.2, 0.5))))
+                price = int(BASE_PRICE_PER_WH * rng.uniform(0.85, 1.15))
+                start = int(view.now) - 2
+                out.append(PostOffer(amount, price, start, int(view.now + self.window_s), rng.choice(("solar", ""))))
+                free -= amount
+            if self.trading and free >= 100 and rng.random() < 0.35:
+                amount = max(50, min(2000, int(free * 0.2)))
+                out.append(PlaceOrder(SELL, amount, int(BASE_PRICE_PER_WH * rng.uniform(0.9, 1.2))))
+                wh -= amount
+            for o in my_offers:  # nobody wanted it: withdraw
+                if o["remaining"] == o["wh"] and view.height - o["height"] > self.stale_blocks // 2 \
+                        and rng.random() < 0.3:
+                    out.append(CancelOffer(bytes.fromhex(o["offer_id"])))
+                    break
+
+        if agent.redeems and uncovered > 0 and wh > 0:
+            amount = min(uncovered, wh)
+            out.append(Redeem(amount))
+            wh -= amount
+            uncovered -= amount
+
+        if agent.buys and self.trading:
+            incoming = sum(t["wh"] - t["delivered"] for t in view.trades if t["buyer"] == me)
+            resting = sum(o["remaining"] for o in view.buys if o["owner"] == me)
+            appetite = 3000 if agent.role == "trader" else 0
+            need = max(0, uncovered - wh) + appetite - incoming - resting
+            offers = sorted((o for o in view.offers if o["seller"] != me and o["remaining"] > 0
+                             and o["window_end"] > view.now + 4 * self.block_interval_s + 2),
+                            key=lambda o: (o["price_per_wh"], rng.random()))
+            if need > 50 and offers:
+                o = offers[0]
+                amount = min(o["remaining"], need, 3000)
+                if amount * o["price_per_wh"] + 4 * fee <= coin:
+                    out.append(AcceptOffer(bytes.fromhex(o["offer_id"]), amount))
+                    o["remaining"] -= amount  # the view is shared: the next buyer this tick sees what is left
+                    coin -= amount * o["price_per_wh"]
+                    need -= amount
+            if need > 50 and rng.random() < 0.35:
+                amount = min(need, 1500)
+                best_ask = view.sells[0]["price_per_wh"] if view.sells else None
+                if best_ask is not None and rng.random() < 0.6:
+                    price = best_ask  # cross the spread: fills at once
+                else:
+                    price = int(BASE_PRICE_PER_WH * rng.uniform(0.8, 1.0))  # rest on the book
+                if amount * price + 4 * fee <= coin:
+                    out.append(PlaceOrder(BUY, amount, price))
+                    coin -= amount * price
+
+        if agent.role == "trader" and self.trading and wh > 0:
+            if rng.random() < 0.3:
+                amount = min(wh, 1000)
+                out.append(PlaceOrder(SELL, amount, int(BASE_PRICE_PER_WH * 1.1)))
+                wh -= amount
+            elif self.consumers and rng.random() < 0.15:
+                amount = min(wh, 100)
+                out.append(TransferWh(parse_address(rng.choice(self.consumers)), amount))
+                wh -= amount
+
+        for o in view.buys + view.sells:  # orders resting too long: take them back
+            if o["owner"] == me and view.height - o["height"] > self.stale_blocks and rng.random() < 0.3:
+                out.append(CancelOrder(bytes.fromhex(o["order_id"])))
+                break
+        return out

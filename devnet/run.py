@@ -1,0 +1,260 @@
+"""One devnet run: the meter simulator, the market agents and a monitor of the nodes, until told to stop.
+
+`DevnetRun.run(stop)` is what `kwh-devnet up` runs after starting the nodes, and what the functional tests
+drive directly. It ends when `stop` is set (Ctrl-C: at once), or when `duration_s` of real time or
+`sim_span_s` of simulated time have passed: then it winds down (no new readings or trades, queued
+readings delivered, open trades left to settle at their window's end, for at most `drain_s`) so the
+summary compares settled numbers: Wh minted on chain against exported Wh the simulator had accepted.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .client import NodePool, NodeUnavailable
+from .layout import Devnet, write_private
+from .market import Market
+from .meters import SimClock
+from .nodes import Supervisor
+from .simulator import Simulator
+from .tamper import EXPECTED
+
+log = logging.getLogger("devnet.run")
+
+
+def sim_start(devnet: Devnet, history_s: float | None, now: float | None = None) -> float:
+    """Where the simulated clock starts: `history_s` ago, or (None) at the start of yesterday, local time
+    of the devnet's site, so a simulated day is a whole day from midnight to midnight."""
+    now = time.time() if now is None else now
+    if history_s is not None:
+        return now - history_s
+    tz = devnet.site.tz_offset_s
+    return (now + tz) // 86400 * 86400 - tz - 86400
+
+
+@dataclass
+class RunOptions:
+    speed: float = 120.0  # simulated seconds per real second
+    history_s: float | None = None  # the simulated clock starts this long ago; None: yesterday's local midnight
+    duration_s: float | None = None  # real seconds, then wind down
+    sim_span_s: float | None = None  # simulated seconds, then wind down
+    tamper: bool = False
+    market: bool = True
+    market_tick_s: float = 2.0
+    window_s: float = 30.0  # delivery window of offers, real seconds
+    drain_s: float = 30.0  # wind-down limit
+    monitor_s: float = 1.0
+    restart_dead: bool = True  # the supervisor restarts a node that died (not one stopped on purpose)
+    seed: int | None = None
+
+
+class DevnetRun:
+    def __init__(self, devnet: Devnet, options: RunOptions, supervisor: Supervisor | None = None) -> None:
+        self.devnet = devnet
+        self.options = options
+        self.supervisor = supervisor
+        self.pool = NodePool(devnet.urls, timeout_s=5.0)
+        self.status_pool = NodePool(devnet.urls, timeout_s=2.0)
+        self.clock = SimClock(sim_start(devnet, options.history_s), options.speed)
+        self.sim = Simulator(devnet, self.pool, self.clock, tamper=options.tamper, span_s=options.sim_span_s,
+                             seed=options.seed)
+        self.market = Market(devnet, self.pool, seed=options.seed, tick_s=options.market_tick_s,
+                             window_s=options.window_s) if options.market else None
+        self.nodes: list[dict[str, Any]] = [{"name": n.name, "role": n.role, "url": n.url, "up": False}
+                                            for n in devnet.nodes]
+        self.energy: dict[str, Any] = {}
+        self.trades: Counter[str] = Counter()
+        self.phase = "starting"
+        self.started = time.time()
+        self.restarts: Counter[str] = Counter()
+        self.paused_restarts: set[str] = set()  # nodes stopped on purpose (tests): not restarted
+        self._next_restart: dict[str, float] = {}
+        self._next_full_trades = 0.0
+
+    # monitor --------------------------------------------------------------------------------------
+    async def poll(self) -> None:
+        """Refresh what the view shows: every node's status, the chain's energy and trades."""
+        async def one(i: int) -> dict[str, Any]:
+            base = {"name": self.devnet.nodes[i].name, "role": self.devnet.nodes[i].role, "url": self.pool.urls[i]}
+            try:
+                status, data = await self.status_pool.call(i, "GET", "/status")
+            except NodeUnavailable:
+                return dict(base, up=False)
+            if status != 200 or not isinstance(data, dict):
+                return dict(base, up=False)
+            peers = data.get("peers") or []
+            return dict(base, up=True, height=data.get("height"), head=data.get("head"),
+                        mempool=data.get("mempool"), syncing=data.get("syncing"),
+                        peers=sum(1 for p in peers if p.get("connected", True)))
+        self.nodes = list(await asyncio.gather(*(one(i) for i in range(len(self.pool.urls)))))
+        if self.supervisor is not None:
+            for row in self.nodes:
+                p = self.supervisor.proc(row["name"])
+                row["pid"] = p.pid if p.alive else None
+                row["exit"] = p.returncode if p.proc is not None and not p.alive else None
+        try:
+            self.energy = await self.status_pool.get_ok("/energy?limit=1")
+            if self.market is not None:
+                # open and delivered trades are few; the settled ones only grow: count them now and then
+                full = time.monotonic() >= self._next_full_trades or self.phase == "stopped"
+                trades = (await self.status_pool.get_ok("/trades" if full else "/trades?status=open"))["trades"]
+                if not full:
+                    trades += (await self.status_pool.get_ok("/trades?status=delivered"))["trades"]
+                counts = Counter(t["status"] for t in trades)
+                if not full:
+                    counts["settled"] = self.trades.get("settled", 0)
+                else:
+                    self._next_full_trades = time.monotonic() + 15.0
+                self.trades = counts
+        except NodeUnavailable:
+            pass
+
+    def _restart_dead(self) -> None:
+        if self.supervisor is None or not self.options.restart_dead:
+            return
+        now = time.monotonic()
+        for p in self.supervisor.dead():
+            if p.name in self.paused_restarts:
+                continue
+            due = self._next_restart.get(p.name)
+            if due is None:  # wait a moment (and longer after each restart) before trying again
+                self._next_restart[p.name] = now + min(60.0, 2.0 * 2 ** self.restarts[p.name])
+                log.warning("node %s exited with code %s; restarting it", p.name, p.returncode)
+            elif now >= due:
+                del self._next_restart[p.name]
+                self.restarts[p.name] += 1
+                p.start()
+                self.supervisor.write_pid_file()
+
+    async def _monitor(self, stop: asyncio.Event, on_update: Callable[["DevnetRun"], None] | None) -> None:
+        while not stop.is_set():
+            self._restart_dead()
+            await self.poll()
+            if on_update is not None:
+                on_update(self)
+            try:
+                await asyncio.wait_for(stop.wait(), self.options.monitor_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def wait_connected(self, stop: asyncio.Event, timeout: float = 20.0) -> bool:
+        """Until every node has a session with every other (a node gossips a tx only once, on arrival:
+        a reading posted before its node reached the others would wait for a re-post elsewhere)."""
+        deadline = time.monotonic() + timeout
+        want = len(self.devnet.nodes) - 1
+        while not stop.is_set() and time.monotonic() < deadline:
+            await self.poll()
+            if all(n.get("up") and n.get("peers", 0) >= want for n in self.nodes):
+                return True
+            await self._wait(stop, 0.2)
+        log.warning("not every node is connected to every other after %.0f s: %s", timeout,
+                    [(n["name"], n.get("peers")) for n in self.nodes])
+        return False
+
+    # run ------------------------------------------------------------------------------------------
+    def _time_up(self) -> bool:
+        o = self.options
+        if o.duration_s is not None and time.time() - self.started >= o.duration_s:
+            return True
+        return self.sim.finished
+
+    async def run(self, stop: asyncio.Event,
+                  on_update: Callable[["DevnetRun"], None] | None = None) -> dict[str, Any]:
+        """Run until `stop` (abrupt) or the duration / simulated span (wind down); returns the summary."""
+        self.started = time.time()
+        await self.wait_connected(stop)
+        await self.sim.prepare()
+        workers_stop = asyncio.Event()
+        monitor_stop = asyncio.Event()
+        tasks = [asyncio.create_task(self.sim.run(workers_stop))]
+        if self.market is not None:
+            tasks.append(asyncio.create_task(self.market.run(workers_stop)))
+        monitor = asyncio.create_task(self._monitor(monitor_stop, on_update))
+        self.phase = "running"
+        try:
+            while not stop.is_set() and not self._time_up():
+                await self._wait(stop, 0.2)
+                for t in tasks:
+                    if t.done() and t.exception() is not None:
+                        raise t.exception()  # type: ignore[misc]
+            if not stop.is_set():
+                self.phase = "winding down"
+                await self.wind_down(stop)
+        finally:
+            workers_stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.phase = "stopped"
+            await self.poll()
+            monitor_stop.set()
+            await asyncio.gather(monitor, return_exceptions=True)
+            if on_update is not None:
+                on_update(self)
+            await self.pool.close()
+            await self.status_pool.close()
+        summary = self.summary()
+        write_private(self.devnet.summary_path, (json.dumps(summary, indent=2) + "\n").encode())
+        return summary
+
+    async def wind_down(self, stop: asyncio.Event) -> bool:
+        """No new readings or trades; wait (at most drain_s) until readings are on chain, tamper rounds are
+        done and every trade's window has ended and settled. True if everything settled in time."""
+        self.sim.stop_emitting()
+        if self.market is not None:
+            self.market.stop_trading()
+        deadline = time.monotonic() + self.options.drain_s
+        while not stop.is_set() and time.monotonic() < deadline:
+            open_trades = await self._open_trades()
+            if self.sim.drained and open_trades == 0:
+                return True
+            await self._wait(stop, 0.5)
+        return False
+
+    async def _open_trades(self) -> int:
+        if self.market is None:
+            return 0
+        try:
+            return len((await self.pool.get_ok("/trades?status=open"))["trades"]) + \
+                len((await self.pool.get_ok("/trades?status=delivered"))["trades"])
+        except NodeUnavailable:
+            return -1
+
+    @staticmethod
+    async def _wait(event: asyncio.Event, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    # summary --------------------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        stats = self.sim.stats
+        minted = self.energy.get("minted_wh")
+        minted_since = minted - stats.baseline_minted_wh if minted is not None else None
+        heads = {n.get("head") for n in self.nodes if n.get("up")}
+        return {
+            "chain_id": self.devnet.chain_id,
+            "elapsed_s": round(time.time() - self.started, 1),
+            "options": {k: v for k, v in vars(self.options).items()},
+            "nodes": self.nodes,
+            "restarts": dict(self.restarts),
+            "chain": {k: self.energy.get(k) for k in ("minted_wh", "settled_wh", "redeemed_wh", "consumed_wh",
+                                                       "ledger_kwh_per_settled_kwh")}
+            | {"energy_kwh": (self.energy.get("total") or {}).get("energy_kwh"),
+               "hashes": (self.energy.get("total") or {}).get("hashes")},
+            "minted_wh_this_run": minted_since,
+            "simulator": stats.to_json(),
+            "meters": self.sim.per_meter(),
+            "market": self.market.stats.to_json() if self.market is not None else None,
+            "trades": dict(self.trades),
+            "tamper_untried": sorted(set(EXPECTED) - set(stats.tamper)) if self.options.tamper else None,
+            "checks": {
+                "minted_equals_sent": minted_since == stats.export_wh_accepted and stats.pending == 0,
+                "tamper_each_own_reason": stats.tamper_ok() if self.options.tamper else None,
+                "nodes_agree": len(heads) == 1 and all(n.get("up") for n in self.nodes),
+            },
+        }
