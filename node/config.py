@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 class Config:
     genesis: Path
     data_dir: Path
-    listen: str = "127.0.0.1:7070"
+    listen: str = "127.0.0.1:8701"
     key: Path | None = None
     peers: list[str] = field(default_factory=list)
     admin_token: str | None = None
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TOML file with the same keys as the flags (data_dir, ...)")
     p.add_argument("--genesis", type=Path, help="genesis JSON file")
     p.add_argument("--data-dir", type=Path, help="LevelDB directory of this node (created if missing)")
-    p.add_argument("--listen", help="HOST:PORT to serve the HTTP API on (default 127.0.0.1:7070)")
+    p.add_argument("--listen", help="HOST:PORT to serve the HTTP API on (default 127.0.0.1:8701)")
     p.add_argument("--key", type=Path, help="node key file; an authority key makes this node a block producer")
     p.add_argument("--peers", help="comma-separated peer URLs to dial (http://host:port)")
     p.add_argument("--admin-token", help="bearer token for /admin/* (or env KWH_ADMIN_TOKEN)")
