@@ -201,7 +201,7 @@ def _build_chain(db: Path, genesis: Genesis, auth: AccountKey, senders: list[Acc
 def sync(quick: bool, transfer_apply_per_s: float) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="kwh-bench-sync-"))
     blocks = 400 if quick else 2000
-    per_block = 20 if quick else 50
+    per_block = 50 if quick else 100  # the per-block costs (seal, header, fsync) weigh as in real blocks
     interval = 1000
     auth, observer = AccountKey.generate(), AccountKey.generate()
     senders = [AccountKey.generate() for _ in range(100)]

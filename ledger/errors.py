@@ -55,7 +55,6 @@ ORDER_CLOSED = "order_closed"
 
 # Blocks
 BAD_HEIGHT = "bad_height"
-BAD_PARENT = "bad_parent"
 UNKNOWN_PARENT = "unknown_parent"
 WRONG_CHAIN = "wrong_chain"
 BAD_TIMESTAMP = "bad_timestamp"

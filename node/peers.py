@@ -620,7 +620,8 @@ class PeerManager:
             if self.node.stopping.is_set():
                 return i
             try:
-                await self.node.import_block(block, origin=peer.ident, gossip=False, quiet=True)
+                await self.node.import_block(block, origin=peer.ident, gossip=False, quiet=True,
+                                             durable=i == len(blocks) - 1)
             except Rejected as exc:
                 if exc.reason != E.UNKNOWN_PARENT:  # unknown parent: the peer reorganised under us; poll again
                     self.ban(peer.ident, f"invalid block {block.height} in sync: {exc.reason}: {exc.detail}")

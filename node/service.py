@@ -185,11 +185,12 @@ class Node:
 
     # blocks ---------------------------------------------------------------------------------------
     async def import_block(self, block: Block, origin: str | None = None, gossip: bool = True,
-                           quiet: bool = False) -> ImportResult:
-        """Import a block from anywhere; raises Rejected. New blocks are gossiped to the other peers."""
+                           quiet: bool = False, durable: bool = True) -> ImportResult:
+        """Import a block from anywhere; raises Rejected. New blocks are gossiped to the other peers.
+        `durable=False` (catch-up sync, all but a batch's last block) skips the fsync: see Chain.import_block."""
         async with self.lock:
             try:
-                result = self.chain.import_block(block, now_ms())
+                result = self.chain.import_block(block, now_ms(), durable=durable)
             except Rejected as exc:
                 self.metrics.blocks_rejected.labels(exc.reason).inc()
                 raise
