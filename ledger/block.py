@@ -20,6 +20,10 @@ from .tx import Tx, tx_from_wire
 
 ZERO_HASH = bytes(32)
 TWO_256 = 1 << 256
+# Consensus limit on the canonical bytes of a block (header, seal and txs), so every valid block fits a
+# peer message (MAX_MESSAGE_BYTES) with room; the default max_block_txs of genesis stays well below it.
+MAX_BLOCK_BYTES = 4 * 1024 * 1024
+BLOCK_OVERHEAD_BYTES = 1024  # the most a block's header, seal and list headers take besides its txs
 
 
 @wire
@@ -150,7 +154,17 @@ class Block:
         return [to_wire(self.header), to_wire(self.seal), [tx.to_wire() for tx in self.txs]]
 
     def encode(self) -> bytes:
-        return encode(self.to_wire())
+        """The canonical bytes (computed once: blocks are encoded to store, gossip and size-check them)."""
+        cached = self.__dict__.get("_encoded")
+        if cached is None:
+            cached = encode(self.to_wire())
+            object.__setattr__(self, "_encoded", cached)
+        return cached
+
+    @property
+    def size(self) -> int:
+        """Bytes of the canonical encoding, which the MAX_BLOCK_BYTES rule bounds."""
+        return len(self.encode())
 
 
 def decode_block(data: bytes, chain_id: str, max_txs: int, max_bytes: int = MAX_MESSAGE_BYTES) -> Block:
@@ -164,7 +178,9 @@ def decode_block(data: bytes, chain_id: str, max_txs: int, max_bytes: int = MAX_
     if len(value[2]) > max_txs:
         raise DecodeError(f"block: more than {max_txs} transactions")
     seal = from_wire(Seal, value[1])
-    return Block(header, seal, tuple(tx_from_wire(t, chain_id) for t in value[2]))
+    block = Block(header, seal, tuple(tx_from_wire(t, chain_id) for t in value[2]))
+    object.__setattr__(block, "_encoded", bytes(data))  # canonical: decode checked it re-encodes to data
+    return block
 
 
 def decode_header(data: bytes) -> BlockHeader:

@@ -10,6 +10,10 @@ Header rules follow Clique (EIP-225) adapted to a small proof of work:
   * the header hash must be below 2**256 / difficulty, with difficulty >= the genesis minimum.
 Fork choice: most total work, ties to the lower block hash. Every block applied or reverted is one
 atomic batch that also moves the head pointer, so the database is consistent after a crash at any point.
+A head move that takes several batches (applying a stored side branch, a reorg) is journaled: the batch
+that starts it names its target under `R`, the batch that ends it deletes `R`, and opening the chain
+resumes a move a crash interrupted. A block that fails validation is marked invalid together with the
+stored blocks of its branch built on it, so nothing built on an invalid block is executed again.
 
 Key layout besides the state (b"s..."):
     V              schema version              G            genesis hash
@@ -19,6 +23,7 @@ Key layout besides the state (b"s..."):
     x<txid>        [height, block hash, index] of a canonical transaction
     i<addr><height8><seq4>   account history   k<lot_id><height8><seq4>   lot provenance movements
     P<proposer><height8>     first block seen  E<proposer><height8>       equivocation evidence
+    R              target of a head move in progress (absent when none is)
 """
 from __future__ import annotations
 
@@ -26,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Container, Iterable, Iterator, Sequence
 
 from . import errors as E
-from .block import (ZERO_HASH, Block, BlockHeader, Seal, decode_block, meets_difficulty, merkle_root, seal_valid,
-                    tx_root_of)
+from .block import (BLOCK_OVERHEAD_BYTES, MAX_BLOCK_BYTES, ZERO_HASH, Block, BlockHeader, Seal, decode_block,
+                    meets_difficulty, merkle_root, seal_valid, tx_root_of)
 from .encoding import decode, encode
 from .errors import Rejected
 from .genesis import Genesis
@@ -37,10 +42,11 @@ from .state import (ACC_BYTES, K_PARAMS, STATE_PREFIX, Account, Globals, Lot, Me
                     root_of, _unpack)
 from .store import KV
 from .transition import BlockContext, Params, Transition
-from .tx import MeterReading, SignedTx, Tx
+from .tx import MeterReading, SignedTx, Tx, encode_tx
 
 SCHEMA_VERSION = 1
 MAX_FUTURE_DRIFT_MS = 15_000
+K_TARGET = b"R"  # journal of a head move in progress (see the module docstring)
 ST_STORED, ST_VALID, ST_INVALID = 0, 1, 2
 
 # A verifier checks signatures of many transactions at once (perhaps on several cores) and returns the
@@ -106,7 +112,10 @@ def genesis_digest(genesis: Genesis) -> bytes:
 class Chain:
     """A node's view of the chain over one KV store."""
 
-    def __init__(self, kv: KV, genesis: Genesis, verifier: BatchVerifier = serial_verifier) -> None:
+    def __init__(self, kv: KV, genesis: Genesis, verifier: BatchVerifier = serial_verifier,
+                 resume: bool = True) -> None:
+        """Open (or create) the chain in `kv`. With `resume`, a head move a crash interrupted is finished
+        now (`self.resumed` says what it did); without it opening an existing chain writes nothing."""
         self.kv = kv
         self.genesis = genesis
         self.verifier = verifier
@@ -123,6 +132,7 @@ class Chain:
         self.chain_id = self.params.chain_id
         self.genesis_block: Block = self.block(kv.get(b"G"))  # type: ignore[arg-type,assignment]
         self._load_head()
+        self.resumed: ImportResult | None = self.resume_head_move() if resume else None
 
     # genesis -----------------------------------------------------------------------------------
     def _genesis_state(self) -> tuple[StateOverlay, dict[bytes, bytes | None]]:
@@ -231,6 +241,8 @@ class Chain:
             raise Rejected(E.BAD_SIGNATURE, "seal signature does not verify")
         if len(block.txs) > p.max_block_txs:
             raise Rejected(E.TOO_MANY_TXS, f"{len(block.txs)} > {p.max_block_txs}")
+        if block.size > MAX_BLOCK_BYTES:
+            raise Rejected(E.BLOCK_TOO_LARGE, f"block of {block.size} bytes exceeds {MAX_BLOCK_BYTES}")
         txids = [tx.txid for tx in block.txs]
         if len(set(txids)) != len(txids):
             raise Rejected(E.DUPLICATE, "a transaction appears twice in the block")
@@ -272,10 +284,13 @@ class Chain:
                 self.kv.write(writes, sync=durable)
                 raise
             return ImportResult("head", bh, block.height, applied=[block])
+        heavier = self._heavier(meta, bh)
+        if heavier:  # journal: a crash before the head gets there resumes the move on reopen
+            writes[K_TARGET] = encode([bh, self.head_hash])
         self.kv.write(writes, sync=durable)
-        if not self._heavier(meta, bh):
+        if not heavier:
             return ImportResult("side", bh, block.height)
-        return self._reorg(bh)
+        return self._move_head(bh)
 
     def _record_proposal(self, block: Block, writes: dict[bytes, bytes | None]) -> None:
         """Remember who proposed at which height; a second, different block is equivocation evidence.
@@ -301,44 +316,86 @@ class Chain:
             return meta.total_work > self.head.total_work
         return block_hash < self.head_hash
 
-    def _reorg(self, target: bytes) -> ImportResult:
-        """Switch to the branch ending at target: revert to the common ancestor, apply the branch."""
-        branch: list[bytes] = []
+    def _move_head(self, target: bytes, origin: bytes | None = None) -> ImportResult:
+        """Make the stored block `target`, heavier than the head, the head: revert to the common ancestor
+        and apply the branch, one batch per block; the last batch clears the journal. If a block of the
+        branch is invalid, it and the branch above it are marked invalid, the head returns to `origin`
+        (where it was when the move began) and Rejected is raised."""
+        origin = origin if origin is not None else self.head_hash
+        branch: list[bytes] = []  # target first, down to (not including) the canonical ancestor
         h = target
-        while self.canonical_hash(self.meta(h).height) != h:  # type: ignore[union-attr]
+        while True:
+            meta = self.meta(h)
+            assert meta is not None, "a stored block's ancestors are stored"
+            if self.canonical_hash(meta.height) == h:
+                break
+            if meta.status == ST_INVALID:  # built on a block known to be invalid: never execute it again
+                self._fail_move(branch, origin)
+                raise Rejected(E.KNOWN_INVALID, f"ancestor {h.hex()} at height {meta.height} is invalid")
             branch.append(h)
-            h = self.meta(h).parent  # type: ignore[union-attr]
+            h = meta.parent
         ancestor = h
         reverted: list[Block] = []
         while self.head_hash != ancestor:
             reverted.append(self._revert_head())
         applied: list[Block] = []
-        for bh in reversed(branch):
+        todo = list(reversed(branch))
+        for i, bh in enumerate(todo):
             block = self.block(bh)
             assert block is not None
+            last = i == len(todo) - 1
             try:
-                self._apply(block, self.meta(bh))  # type: ignore[arg-type]
+                self._apply(block, self.meta(bh), {K_TARGET: None} if last else None)  # type: ignore[arg-type]
             except Rejected:
-                self._mark_invalid(bh)
-                for _ in applied:  # go back to where we were
-                    self._revert_head()
-                for old in reversed(reverted):
-                    self._apply(old, self.meta(old.hash))  # type: ignore[arg-type]
+                self._fail_move(todo[i:], origin)
                 raise
             applied.append(block)
-        tip = self.meta(target)
-        return ImportResult("reorg", target, tip.height, reverted=reverted, applied=applied)  # type: ignore
+        status = "head" if not reverted and len(applied) == 1 else "reorg"
+        return ImportResult(status, target, applied[-1].height, reverted=reverted, applied=applied)
 
-    def _mark_invalid(self, block_hash: bytes) -> None:
-        meta = self.meta(block_hash)
-        if meta is not None:
-            meta.status = ST_INVALID
-            self.kv.write({b"m" + block_hash: meta.pack()})
+    def _fail_move(self, invalid: list[bytes], origin: bytes) -> ImportResult | None:
+        """A head move met an invalid block: mark it and the branch above it invalid, then return the head
+        to `origin` if that is heavier than where it is now. Until that is done the journal names origin,
+        so a crash in between ends there too."""
+        back = origin != self.head_hash
+        om = self.meta(origin)
+        back = back and om is not None and om.status != ST_INVALID and self._heavier(om, origin)
+        self._mark_invalid(invalid, {K_TARGET: encode([origin, origin]) if back else None})
+        return self._move_head(origin, origin) if back else None
+
+    def _mark_invalid(self, hashes: Iterable[bytes], extra: dict[bytes, bytes | None] | None = None) -> None:
+        """Mark stored blocks invalid, in one batch with the `extra` writes."""
+        writes: dict[bytes, bytes | None] = dict(extra or {})
+        for block_hash in hashes:
+            meta = self.meta(block_hash)
+            if meta is not None:
+                meta.status = ST_INVALID
+                writes[b"m" + block_hash] = meta.pack()
+        if writes:
+            self.kv.write(writes)
+
+    def resume_head_move(self) -> ImportResult | None:
+        """Finish a head move that a crash interrupted: the journal names its target and the head it
+        started from. None if none was pending; if the target cannot be reached (invalid, or no longer
+        heavier) the head goes back to the origin when that is heavier than where the crash left it."""
+        raw = self.kv.get(K_TARGET)
+        if raw is None:
+            return None
+        target, origin = _unpack(raw)
+        meta = self.meta(target)
+        if target != self.head_hash and meta is not None and meta.status != ST_INVALID \
+                and self._heavier(meta, target):
+            try:
+                return self._move_head(target, origin)
+            except Rejected:
+                return None
+        return self._fail_move([], origin)
 
     def _apply(self, block: Block, meta: BlockMeta, stored: dict[bytes, bytes | None] | None = None,
                durable: bool = True) -> None:
         """Execute a block on the head state and commit it, with undo data, in one atomic batch
-        (together with `stored`, the writes that store a new block, if it is not stored yet)."""
+        (together with `stored`: the writes that store a new block, or the journal's). Raises Rejected
+        and writes nothing if the block breaks a rule (the caller marks it invalid)."""
         parent = self.head
         st = StateOverlay(self.kv, parent.accumulator)
         ctx = BlockContext(block.height, block.header.timestamp_ms, block.header.proposer, self.params)
@@ -348,13 +405,10 @@ class Chain:
             try:
                 tr.apply(tx, verified=tx.txid in verified)
             except Rejected as exc:
-                if meta.status == ST_STORED:
-                    self._mark_invalid(block.hash)
                 raise Rejected(E.INVALID_TX, f"tx {i} ({tx.txid.hex()}): {exc.reason}: {exc.detail}") from None
         tr.end_block()
         writes, undo = st.commit()
         if root_of(st.accumulator) != block.header.state_root:
-            self._mark_invalid(block.hash)
             raise Rejected(E.BAD_STATE_ROOT, "state root does not match the header")
         bh = block.hash
         hb = block.height.to_bytes(8, "big")
@@ -376,8 +430,8 @@ class Chain:
         self.kv.write(writes, sync=durable)
         self.head_hash, self.head, self._head_header = bh, meta, block.header
 
-    def _revert_head(self) -> Block:
-        """Undo the head block in one atomic batch; returns it."""
+    def _revert_head(self, extra: dict[bytes, bytes | None] | None = None) -> Block:
+        """Undo the head block in one atomic batch (with the `extra` writes); returns it."""
         bh = self.head_hash
         block = self.block(bh)
         assert block is not None and block.height > 0
@@ -388,6 +442,7 @@ class Chain:
         writes[b"u" + bh] = None
         writes[b"n" + block.height.to_bytes(8, "big")] = None
         writes[b"H"] = self.head.parent
+        writes.update(extra or {})
         self.kv.write(writes)
         self._load_head()
         return block
@@ -408,11 +463,15 @@ class Chain:
         included: list[Tx] = []
         rejected: list[tuple[Tx, Rejected]] = []
         seen: set[bytes] = set()
+        size = BLOCK_OVERHEAD_BYTES
         for tx in txs:
             if len(included) >= self.params.max_block_txs:
                 break
             if tx.txid in seen:
                 continue
+            tx_size = len(encode_tx(tx))
+            if size + tx_size > MAX_BLOCK_BYTES:
+                break  # full (stop rather than skip: a sender's later txs depend on this one)
             try:
                 tr.apply(tx)
             except Rejected as exc:
@@ -420,6 +479,7 @@ class Chain:
                 continue
             seen.add(tx.txid)
             included.append(tx)
+            size += tx_size
         tr.end_block()
         st.commit()
         header = BlockHeader(self.chain_id, height, self.head_hash, timestamp_ms, proposer.public,
@@ -515,6 +575,72 @@ class Chain:
         """Recompute the state root from every stored entry and compare with the head header."""
         acc = recompute_accumulator(self.kv)
         return acc == self.head.accumulator and root_of(acc) == self.head_header.state_root
+
+    def check(self, full: bool = True) -> list[str]:
+        """What is inconsistent in the stored chain (empty if nothing): the head and the state root
+        recomputed from every state entry; with `full` also the canonical index, undo data, transaction,
+        history and provenance indexes against the stored blocks. Reads only; O(state), and O(chain)
+        with `full` (an operator's `kwh-node --check-db`)."""
+        problems: list[str] = []
+        head, hh = self.head, self.head_hash
+        if head is None or self.block_bytes(hh) is None:
+            return [f"head {hh.hex() if hh else None} is not a stored block"]
+        if head.status != ST_VALID:
+            problems.append(f"head {hh.hex()} is not marked valid")
+        if self.canonical_hash(head.height) != hh:
+            problems.append(f"canonical index at the head height {head.height} does not name the head")
+        if root_of(head.accumulator) != self.head_header.state_root:
+            problems.append("the head's stored accumulator does not match its header's state root")
+        if recompute_accumulator(self.kv) != head.accumulator:
+            problems.append(f"state recomputed from the stored entries does not match the head's state root "
+                            f"(height {head.height})")
+        if not full:
+            return problems
+        txs_at: dict[bytes, tuple[int, int]] = {}  # txid -> (height, index) along the canonical chain
+        canonical: set[bytes] = set()
+        prev = ZERO_HASH
+        expected = 0
+        for key, bh in self.kv.iterate(b"n"):
+            height = int.from_bytes(key[1:], "big")
+            if height > head.height:
+                problems.append(f"canonical index has height {height} above the head ({head.height})")
+                continue
+            if height != expected:
+                problems.append(f"canonical index skips from height {expected - 1} to {height}")
+            expected = height + 1
+            meta, block = self.meta(bh), self.block(bh)
+            if meta is None or block is None:
+                problems.append(f"canonical block {bh.hex()} at {height} is not stored")
+                prev = bh
+                continue
+            if meta.height != height or meta.parent != prev or meta.status != ST_VALID:
+                problems.append(f"canonical block {bh.hex()} at {height}: height, parent or status is wrong")
+            if height > 0 and self.kv.get(b"u" + bh) is None:
+                problems.append(f"canonical block {bh.hex()} at {height} has no undo data")
+            canonical.add(bh)
+            for i, tx in enumerate(block.txs):
+                txs_at[tx.txid] = (height, i)
+            prev = bh
+        if expected != head.height + 1:
+            problems.append(f"canonical index ends at {expected - 1}, the head is at {head.height}")
+        for key, _raw in self.kv.iterate(b"u"):
+            if key[1:] not in canonical:
+                problems.append(f"undo data kept for block {key[1:].hex()}, which is not canonical")
+        indexed = 0
+        for key, raw in self.kv.iterate(b"x"):
+            height, bh, i = _unpack(raw)
+            indexed += 1
+            if txs_at.get(key[1:]) != (height, i) or self.canonical_hash(height) != bh:
+                problems.append(f"transaction index of {key[1:].hex()} points off the canonical chain")
+        if indexed != len(txs_at):
+            problems.append(f"{len(txs_at)} canonical transactions but {indexed} transaction index entries")
+        for prefix, skip in ((b"i", 21), (b"k", 25)):  # history / provenance: <id><height8><seq4>
+            for key, raw in self.kv.iterate(prefix):
+                height = int.from_bytes(key[skip:skip + 8], "big")
+                txid = _unpack(raw)[0]
+                if height > head.height or txid not in txs_at or txs_at[txid][0] > height:
+                    problems.append(f"index entry {key.hex()} refers to a transaction off the canonical chain")
+        return problems
 
     def state_entries(self) -> Iterator[tuple[bytes, bytes]]:
         return self.kv.iterate(STATE_PREFIX)

@@ -18,6 +18,8 @@ import msgpack
 from .errors import DecodeError
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a block with 10k txs fits with room; anything larger is hostile
+MAX_CONTAINER_LEN = 100_000  # items in one msgpack array; a block's tx list is the longest protocol list
+MAX_DEPTH = 16  # lists inside lists; protocol objects nest at most 6 deep (block > txs > tx > fields > body)
 U64_MAX = (1 << 64) - 1
 
 T = TypeVar("T")
@@ -37,15 +39,14 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
     try:
         value = msgpack.unpackb(
             data, raw=False, use_list=True, strict_map_key=True,
-            max_str_len=max_bytes, max_bin_len=max_bytes, max_array_len=100_000, max_map_len=0,
+            max_str_len=max_bytes, max_bin_len=max_bytes, max_array_len=MAX_CONTAINER_LEN, max_map_len=0,
             max_ext_len=0,
         )
     except msgpack.ExtraData:
         raise DecodeError("trailing bytes after the value") from None
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
         raise DecodeError(f"not msgpack: {str(exc) or type(exc).__name__}") from None
-    if not _plain(value):
-        raise DecodeError("floats, maps and extension types are not part of the canonical encoding")
+    _check_plain(value)
     try:
         canonical = encode(value)
     except (TypeError, ValueError, OverflowError) as exc:  # pragma: no cover - unpackb output always packs
@@ -58,20 +59,30 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
 _PLAIN_TYPES = frozenset((int, bytes, str, bool, type(None)))
 
 
-def _plain(value: Any) -> bool:
-    """True if value holds only protocol types: a float64, an empty map or an empty ext re-encodes to
-    itself, so the byte comparison in `decode` cannot catch them."""
+_NOT_PLAIN = "floats, maps and extension types are not part of the canonical encoding"
+
+
+def _check_plain(value: Any) -> None:
+    """Raise DecodeError unless value holds only protocol types, with lists at most MAX_DEPTH deep.
+
+    A float64, an empty map or an empty ext re-encodes to itself, so the byte comparison in `decode`
+    cannot catch them. The depth bound is far below msgpack's own (1024): no protocol object needs more,
+    and every later walk over a decoded value stays cheap and far from Python's recursion limit."""
     if type(value) is not list:
-        return type(value) in _PLAIN_TYPES
-    stack = [value]
+        if type(value) not in _PLAIN_TYPES:
+            raise DecodeError(_NOT_PLAIN)
+        return
+    stack: list[tuple[list[Any], int]] = [(value, 1)]
     while stack:
-        for item in stack.pop():
+        items, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise DecodeError(f"lists nested more than {MAX_DEPTH} deep")
+        for item in items:
             t = type(item)
             if t is list:
-                stack.append(item)
+                stack.append((item, depth + 1))
             elif t not in _PLAIN_TYPES:
-                return False
-    return True
+                raise DecodeError(_NOT_PLAIN)
 
 
 def sha256(data: bytes) -> bytes:

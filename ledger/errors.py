@@ -65,6 +65,7 @@ BAD_POW = "bad_pow"
 BAD_TX_ROOT = "bad_tx_root"
 BAD_STATE_ROOT = "bad_state_root"
 TOO_MANY_TXS = "too_many_txs"
+BLOCK_TOO_LARGE = "block_too_large"  # encoded block above ledger.block.MAX_BLOCK_BYTES
 INVALID_TX = "invalid_tx"
 KNOWN_INVALID = "known_invalid"
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .encoding import MAX_CONTAINER_LEN
 from .keys import format_address, parse_address, valid_meter_public
 from .tx import INTERVALS, METER_KINDS, SOURCES
 
@@ -59,6 +60,8 @@ class Genesis:
             raise ValueError("duplicate authority")
         if self.min_difficulty < 1 or self.block_interval_ms < 100 or self.max_block_txs < 1:
             raise ValueError("min_difficulty >= 1, block_interval_ms >= 100, max_block_txs >= 1")
+        if self.max_block_txs > MAX_CONTAINER_LEN:  # a fuller block's tx list would not decode anywhere
+            raise ValueError(f"max_block_txs must be at most {MAX_CONTAINER_LEN}")
         for m in self.meters:
             if not valid_meter_public(m.public) or m.kind not in METER_KINDS or m.interval_s not in INTERVALS \
                     or m.source not in SOURCES or m.rated_w <= 0:

@@ -27,15 +27,19 @@ from .metrics import CONTENT_TYPE_LATEST
 from .openapi import openapi_document
 from .peers import MAX_BLOCK_BODY, TokenBucket, read_body, read_json
 from .service import Node, now_ms
-from .views import (account_json, block_json, lot_json, meter_json, movement_json, offer_json, order_json,
-                    trade_json, tx_json)
+from .views import (OFFER_STATUSES, ORDER_STATUSES, TRADE_STATUSES, account_json, block_json, lot_json,
+                    meter_json, movement_json, offer_json, order_json, trade_json, tx_json)
 
 MSGPACK = "application/msgpack"
 MAX_TX_BODY = 4 * MAX_TX_BYTES  # hex in JSON doubles the bytes; room for the wrapper
 MAX_BLOCKS_PER_PAGE = 100
 MAX_PAGE_BYTES = 16 * 1024 * 1024  # a msgpack page stops early rather than grow past this
 MAX_LIST = 10_000
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+# matched with fullmatch (a `$` would let a trailing newline through)
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_HEIGHT = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() also takes '²', which int() refuses
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+JSON_TX_SHAPE = 'JSON body must be {"tx": "<hex of the canonical tx bytes>"}'
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -97,23 +101,49 @@ def _address(value: str) -> bytes:
 
 
 def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    """An integer query parameter: absent gives the default, above `hi` is capped, anything else that is
+    not a decimal integer >= lo (also an empty value) is a bad request."""
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(BAD_REQUEST, f"{name} must be an integer") from None
+    if not _INTEGER.fullmatch(raw):
+        raise ApiError(BAD_REQUEST, f"{name} must be a decimal integer")
+    value = int(raw)
     if value < lo:
         raise ApiError(BAD_REQUEST, f"{name} must be at least {lo}")
     return min(value, hi)
 
 
+def _address_query(request: web.Request, name: str) -> bytes | None:
+    """An optional address filter; present but empty is a typo, not 'no filter'."""
+    raw = request.query.get(name)
+    return None if raw is None else _address(raw)
+
+
+def _status_query(request: web.Request, allowed: tuple[str, ...]) -> str | None:
+    """An optional status filter; an unknown status is an error rather than a silently empty list."""
+    raw = request.query.get("status")
+    if raw is not None and raw not in allowed:
+        raise ApiError(BAD_REQUEST, f"status must be one of {', '.join(allowed)}")
+    return raw
+
+
+def _json_body(body: bytes) -> Any:
+    """Parse a JSON request body; malformed or absurdly nested JSON is a bad request, not a crash."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ApiError(BAD_REQUEST, "body is not JSON (or is nested too deeply)") from None
+
+
 def _wants_msgpack(request: web.Request) -> bool:
-    fmt = request.query.get("format", "")
-    if fmt not in ("", "json", "msgpack"):
+    """`format=msgpack|json` decides; without it, an Accept header that starts with msgpack."""
+    fmt = request.query.get("format")
+    if fmt is None:
+        return request.headers.get("Accept", "").startswith(MSGPACK)
+    if fmt not in ("json", "msgpack"):
         raise ApiError(BAD_REQUEST, "format must be json or msgpack")
-    return fmt == "msgpack" or (fmt == "" and request.headers.get("Accept", "").startswith(MSGPACK))
+    return fmt == "msgpack"
 
 
 class Api:
@@ -192,9 +222,9 @@ class Api:
 
     async def block(self, request: web.Request) -> web.Response:
         ref = request.match_info["ref"]
-        if ref.isdigit() and len(ref) <= 19:
+        if _HEIGHT.fullmatch(ref):
             block_hash = self.chain.canonical_hash(int(ref))
-        elif _HEX64.match(ref):
+        elif _HEX64.fullmatch(ref):
             block_hash = bytes.fromhex(ref)
         else:
             raise ApiError(BAD_REQUEST, "give a height (decimal) or a block hash (64 hex characters)")
@@ -232,15 +262,13 @@ class Api:
     async def post_tx(self, request: web.Request) -> web.Response:
         body = await read_body(request, MAX_TX_BODY)
         if request.content_type == "application/json" or (request.content_type != MSGPACK and body[:1] == b"{"):
+            data = _json_body(body)
+            if not isinstance(data, dict) or not isinstance(data.get("tx"), str):
+                raise ApiError(BAD_REQUEST, JSON_TX_SHAPE)
             try:
-                data = json.loads(body)
                 raw = bytes.fromhex(data["tx"])
-            except (ValueError, UnicodeDecodeError):
-                raise ApiError(BAD_REQUEST, 'JSON body must be {"tx": "<hex of the canonical tx bytes>"}') \
-                    from None
-            except (KeyError, TypeError):
-                raise ApiError(BAD_REQUEST, 'JSON body must be {"tx": "<hex of the canonical tx bytes>"}') \
-                    from None
+            except ValueError:
+                raise ApiError(BAD_REQUEST, f"{JSON_TX_SHAPE}: tx is not hex") from None
         else:
             raw = body
         tx = decode_tx(raw, self.chain.chain_id)
@@ -307,8 +335,8 @@ class Api:
 
     # market ---------------------------------------------------------------------------------------
     async def offers(self, request: web.Request) -> web.Response:
-        status = request.query.get("status")
-        seller = _address(request.query["seller"]) if request.query.get("seller") else None
+        status = _status_query(request, OFFER_STATUSES)
+        seller = _address_query(request, "seller")
         out = []
         for offer_id, o in self.chain.offers():
             if (status and o.status != status) or (seller is not None and o.seller != seller):
@@ -324,8 +352,8 @@ class Api:
                    "sells": [order_json(i, o) for i, o in sells if o is not None]})
 
     async def orders(self, request: web.Request) -> web.Response:
-        owner = _address(request.query["owner"]) if request.query.get("owner") else None
-        status = request.query.get("status")
+        owner = _address_query(request, "owner")
+        status = _status_query(request, ORDER_STATUSES)
         out = []
         for order_id, o in self.chain.orders():
             if (owner is not None and o.owner != owner) or (status and o.status != status):
@@ -336,8 +364,8 @@ class Api:
         return ok({"orders": out})
 
     async def trades(self, request: web.Request) -> web.Response:
-        party = _address(request.query["party"]) if request.query.get("party") else None
-        status = request.query.get("status")
+        party = _address_query(request, "party")
+        status = _status_query(request, TRADE_STATUSES)
         out = []
         for trade_id, t in self.chain.trades():
             if (party is not None and party not in (t.seller, t.buyer)) or (status and t.status != status):
@@ -399,10 +427,12 @@ class Api:
         token = self.node.config.admin_token
         auth = request.headers.get("Authorization", "")
         if not auth:
-            raise ApiError(UNAUTHORIZED, "send Authorization: Bearer <admin token>", 401)
+            raise ApiError(UNAUTHORIZED, "send Authorization: Bearer <admin token>")
         if token is None:
             raise ApiError(UNAUTHORIZED, "the admin API is off (start the node with --admin-token)")
-        if not auth.startswith("Bearer ") or not hmac.compare_digest(auth[7:].strip().encode(), token.encode()):
+        # header bytes that are not UTF-8 arrive as surrogates: compare bytes, never crash on them
+        given = auth[7:].strip().encode("utf-8", "surrogateescape")
+        if not auth.startswith("Bearer ") or not hmac.compare_digest(given, token.encode()):
             raise ApiError(UNAUTHORIZED, "wrong admin token")
         body = await read_json(request)
         if "surplus_w" not in body:

@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mempool-per-sender", type=int, help="most pending transactions of one sender (128)")
     p.add_argument("--peer-rate", type=float, help="requests/s allowed per peer session (default 200)")
     p.add_argument("--api-rate", type=float, help="requests/s per client address on public routes (0: off)")
+    p.add_argument("--check-db", action="store_true",
+                   help="check the data dir's consistency (state root, indexes, undo data) and exit: 0 if "
+                        "consistent, 1 if not; the node must not be running")
     return p
 
 

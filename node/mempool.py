@@ -275,8 +275,9 @@ class Mempool:
                 try:
                     self.add(tx, now_ms)
                     back.append(tx)
-                except Rejected:
-                    pass
+                except Rejected as exc:  # e.g. the winning chain spent its nonce: say so at GET /tx
+                    if exc.reason != E.DUPLICATE:
+                        self.remember(tx, exc.reason, f"its block left the chain in a reorg: {exc.detail}")
         self.revalidate(now_ms)
         return [tx for tx in back if tx.txid in self.entries]
 

@@ -8,12 +8,23 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .views import OFFER_STATUSES, ORDER_STATUSES, TRADE_STATUSES
+
 INT = {"type": "integer"}
 NUM = {"type": "number"}
 STR = {"type": "string"}
 BOOL = {"type": "boolean"}
 HEX = {"type": "string", "pattern": "^[0-9a-f]*$", "description": "lowercase hex"}
 ADDR = {"type": "string", "pattern": "^kwh[0-9a-f]{48}$", "description": "account address with checksum"}
+
+
+def _hex_id(size: int, what: str) -> dict[str, Any]:
+    """A path parameter of exactly `size` bytes in hex (either case is accepted)."""
+    return {"type": "string", "pattern": f"^[0-9a-fA-F]{{{2 * size}}}$", "description": f"{what}, {size} bytes hex"}
+
+
+def _enum(*values: str) -> dict[str, Any]:
+    return {"type": "string", "enum": list(values)}
 
 
 def _obj(props: dict[str, Any], required: list[str] | None = None, **extra: Any) -> dict[str, Any]:
@@ -35,7 +46,7 @@ SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": {"type": "string", "description": "machine-readable reason (ledger/errors.py, "
                                                              "not_found, bad_request, unauthorized, rate_limited, "
                                                              "mempool_full)"},
-                   "detail": STR}),
+                   "detail": STR}, additionalProperties=False),
     "Tx": _obj({"txid": HEX, "kind": {"type": "string", "description": "transfer, transfer_wh, enroll_meter, "
                                       "revoke_meter, redeem, post_offer, accept_offer, deliver, cancel_offer, "
                                       "place_order, cancel_order or reading"},
@@ -120,6 +131,8 @@ def _op(summary: str, ok: dict[str, Any], params: list[dict[str, Any]] | None = 
 
 
 ADDR_PATH = _param("addr", "path", ADDR, "account address")
+HEIGHT_OR_HASH = {"type": "string", "pattern": "^([0-9]{1,19}|[0-9a-fA-F]{64})$"}
+LIMIT_MIN = {"type": "integer", "minimum": 1}
 FORMAT = _param("format", "query", {"type": "string", "enum": ["json", "msgpack"]},
                 "msgpack: canonical bytes for peers and tools", False)
 PEER_AUTH: list[dict[str, list[str]]] = [{"peerSession": []}]
@@ -132,13 +145,14 @@ PATHS: dict[str, Any] = {
         "One block by height or hash",
         {"description": "block JSON, or the canonical block bytes with format=msgpack",
          "content": {"application/json": {"schema": _ref("Block")}, **MSGPACK_BYTES}},
-        [_param("ref", "path", STR, "height (decimal) or block hash (hex)"), FORMAT], tags=["chain"])},
+        [_param("ref", "path", HEIGHT_OR_HASH, "height (decimal) or block hash (hex)"), FORMAT], tags=["chain"])},
     "/blocks": {"get": _op(
         "Canonical blocks from a height (at most 100, fewer if the page would be very large)",
         {"description": "{blocks: [block JSON]}, or a msgpack list of block bytes with format=msgpack",
          "content": {"application/json": {"schema": _list("Block", "blocks")}, **MSGPACK_BYTES}},
-        [_param("from", "query", INT, "first height (default 1)", False),
-         _param("limit", "query", INT, "at most 100 (default 100)", False), FORMAT], tags=["chain"])},
+        [_param("from", "query", {"type": "integer", "minimum": 0}, "first height (default 1)", False),
+         _param("limit", "query", LIMIT_MIN, "at most 100, more is capped (default 100)", False), FORMAT],
+        tags=["chain"])},
     "/tx": {"post": _op(
         "Submit a signed transaction or meter reading to the mempool",
         _json(_obj({"txid": HEX, "status": {"type": "string", "enum": ["pending"]}})),
@@ -147,7 +161,8 @@ PATHS: dict[str, Any] = {
                                                "description": "canonical tx bytes (ledger.tx.encode_tx)"}},
             "application/json": {"schema": _obj({"tx": HEX})}}}, tags=["transactions"])},
     "/tx/{txid}": {"get": _op("Where a transaction is: pending, included (with block) or rejected (with reason)",
-                              _json(_ref("TxStatus")), [_param("txid", "path", HEX, "transaction id")],
+                              _json(_ref("TxStatus")), [_param("txid", "path", _hex_id(32, "transaction id"),
+                                                               "transaction id")],
                               tags=["transactions"])},
     "/accounts/{addr}": {"get": _op("Balances and nonces; next_nonce counts pending mempool txs",
                                     _json(_ref("Account")), [ADDR_PATH], tags=["accounts"])},
@@ -156,16 +171,20 @@ PATHS: dict[str, Any] = {
     "/accounts/{addr}/history": {"get": _op(
         "Transactions touching the account, newest first",
         _json(_obj({"history": {"type": "array", "items": _obj({"height": INT, "txid": HEX, "kind": STR})}})),
-        [ADDR_PATH, _param("limit", "query", INT, "at most 1000 (default 50)", False)], tags=["accounts"])},
+        [ADDR_PATH, _param("limit", "query", LIMIT_MIN, "at most 1000, more is capped (default 50)", False)],
+        tags=["accounts"])},
     "/meters": {"get": _op("All enrolled meters", _json(_list("Meter", "meters")), tags=["meters"])},
     "/meters/{meter_id}": {"get": _op("One meter", _json(_ref("Meter")),
-                                      [_param("meter_id", "path", HEX, "16-byte meter id")], tags=["meters"])},
+                                      [_param("meter_id", "path", _hex_id(16, "meter id"), "16-byte meter id")],
+                                      tags=["meters"])},
     "/lots/{lot_id}": {"get": _op("A lot's origin and every movement of its Wh",
                                   _json(_obj({"lot": _ref("Lot"), "movements": {"type": "array",
                                                                                 "items": _ref("Movement")}})),
-                                  [_param("lot_id", "path", HEX, "24-byte lot id")], tags=["meters"])},
+                                  [_param("lot_id", "path", _hex_id(24, "lot id"), "24-byte lot id")],
+                                  tags=["meters"])},
     "/market/offers": {"get": _op("Prepaid delivery offers", _json(_list("Offer", "offers")),
-                                  [_param("status", "query", STR, "open, filled, cancelled or expired", False),
+                                  [_param("status", "query", _enum(*OFFER_STATUSES),
+                                          "only offers in this state", False),
                                    _param("seller", "query", ADDR, "only this seller's offers", False)],
                                   tags=["market"])},
     "/market/orderbook": {"get": _op("Open limit orders, best first",
@@ -174,17 +193,21 @@ PATHS: dict[str, Any] = {
                                      tags=["market"])},
     "/market/orders": {"get": _op("Limit orders", _json(_list("Order", "orders")),
                                   [_param("owner", "query", ADDR, "only this owner's orders", False),
-                                   _param("status", "query", STR, "open, filled or cancelled", False)],
+                                   _param("status", "query", _enum(*ORDER_STATUSES),
+                                          "only orders in this state", False)],
                                   tags=["market"])},
     "/trades": {"get": _op("Prepaid trades", _json(_list("Trade", "trades")),
                            [_param("party", "query", ADDR, "trades where this account sells or buys", False),
-                            _param("status", "query", STR, "open, delivered or settled", False)],
+                            _param("status", "query", _enum(*TRADE_STATUSES),
+                                   "only trades in this state", False)],
                            tags=["market"])},
     "/trades/{trade_id}": {"get": _op("One trade (its id is the accepting tx's id)", _json(_ref("Trade")),
-                                      [_param("trade_id", "path", HEX, "32-byte trade id")], tags=["market"])},
+                                      [_param("trade_id", "path", _hex_id(32, "trade id"), "32-byte trade id")],
+                                      tags=["market"])},
     "/energy": {"get": _op("Hashes and energy per block and in total; Wh minted, settled, redeemed, consumed; "
                            "the grid policy", _json(_ref("Energy")),
-                           [_param("limit", "query", INT, "recent blocks, at most 100 (default 20)", False)],
+                           [_param("limit", "query", LIMIT_MIN, "recent blocks, at most 100, more is capped "
+                                                                "(default 20)", False)],
                            tags=["energy"])},
     "/evidence": {"get": _op("Equivocation evidence: an authority that signed two blocks at one height",
                              _json(_list("Evidence", "evidence")), tags=["chain"])},

@@ -143,8 +143,11 @@ def _hex(value: Any, size: int, name: str) -> bytes:
 def valid_url(url: Any) -> bool:
     if not isinstance(url, str) or len(url) > 256:
         return False
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. "http://[::1": an unclosed IPv6 literal
+        return False
 
 
 class PeerManager:
@@ -512,8 +515,11 @@ class PeerManager:
                 self.log.info("peer_refused", peer=peer.url, status=resp.status, error=data.get("error"),
                               detail=data.get("detail"))
                 return
-        for other in self.peers.values():  # one outbound session per key (the same node under two URLs)
+        for other in list(self.peers.values()):  # one outbound session per key (one node under two URLs)
             if other is not peer and other.key == their_key and other.token is not None:
+                if peer.static and not other.static:  # the operator's --peers URL wins over a learned one
+                    self._drop_peer(other)
+                    continue
                 self._drop_peer(peer)
                 return
         peer.key = their_key
@@ -691,8 +697,8 @@ async def read_json(request: "web.Request", limit: int = MAX_JSON_BODY) -> dict[
     raw = await read_body(request, limit)
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(BAD_REQUEST, "body is not JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..." 16 KiB deep
+        raise ApiError(BAD_REQUEST, "body is not JSON (or is nested too deeply)") from None
     if not isinstance(data, dict):
         raise ApiError(BAD_REQUEST, "body must be a JSON object")
     return data

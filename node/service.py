@@ -79,15 +79,26 @@ class Node:
         except Exception as exc:  # plyvel raises IOError/plyvel.Error for a locked or corrupt database
             self._close_verifier()
             raise StartupError(f"cannot open data dir {config.data_dir}: {exc}") from None
-        try:
+        checked = time.perf_counter()
+        try:  # opening finishes a head move a crash interrupted; then the state must match the head
             self.chain = Chain(self.kv, self.genesis, self.verifier)
-        except (ValueError, Rejected) as exc:
+            problems = self.chain.check(full=False)
+        except Exception as exc:  # noqa: BLE001 - ValueError (other genesis...) or a store too damaged to read
             self.kv.close()
             self._close_verifier()
             raise StartupError(f"data dir {config.data_dir}: {exc}") from None
+        if problems:
+            self.kv.close()
+            self._close_verifier()
+            raise StartupError(f"data dir {config.data_dir} is inconsistent: {problems[0]} (see kwh-node "
+                               "--check-db); restore a backup or start with an empty data dir to resync")
         params = self.chain.params
+        resumed = self.chain.resumed
+        if resumed is not None:
+            log.warning("head_move_resumed", status=resumed.status, height=resumed.height,
+                        head=resumed.block_hash.hex(), reverted=len(resumed.reverted), applied=len(resumed.applied))
         log.info("chain_opened", data_dir=str(config.data_dir), height=self.chain.height,
-                 head=self.chain.head_hash.hex())
+                 head=self.chain.head_hash.hex(), state_checked_s=round(time.perf_counter() - checked, 3))
         self.members = frozenset(params.authorities) | frozenset(params.observers)
         self.authority = self.key is not None and self.key.public in params.authorities
         self.member = self.key is not None and self.key.public in self.members

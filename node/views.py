@@ -10,6 +10,11 @@ from ledger.keys import format_address
 from ledger.state import Account, Lot, Meter, Offer, Order, Trade
 from ledger.tx import MeterReading, SignedTx, Tx
 
+# The states of market objects (ledger/state.py), which the list routes filter by.
+OFFER_STATUSES = ("open", "filled", "cancelled", "expired")
+ORDER_STATUSES = ("open", "filled", "cancelled")
+TRADE_STATUSES = ("open", "delivered", "settled")
+
 # Body fields whose names clash with the envelope's get a prefix (EnrollMeter.kind -> meter_kind).
 _ENVELOPE = {"txid", "kind", "sender", "sender_key", "nonce", "fee", "signature"}
 

@@ -3,14 +3,20 @@
 Public API (everything else is internal):
 
     NodeNet(tmp_path, authorities=3, observers=1, accounts=4, meters=0, block_interval_ms=500,
-            min_difficulty=16, spare_observers=1, admin_token=ADMIN_TOKEN, start=True, **make_net_kwargs)
+            min_difficulty=16, spare_observers=1, admin_token=ADMIN_TOKEN, start=True, proxied=False,
+            **make_net_kwargs)
         A genesis (ledger.testing.make_net, timestamped now) with key files for every node, and one node
         per authority and observer; each dials all the others. Use as a context manager or call close().
+        With proxied=True every node reaches every other through its own TCP proxy (netproxy.py: one link
+        per ordered pair for --peers, one per node for the --public-url peers dial back), so a test can
+        split the network: .partition([a], [b, c]) cuts every link between groups (and all dial-back
+        links), .heal() restores them all; .links[(dialer name, target name)] is one link.
         .net        ledger.testing.Net: genesis, authority keys, funded account keys, meter keys
         .chain_id   the genesis chain id
         .nodes      all NodeProcess, authorities first;  .authorities / .observers: the two groups
         .spare_keys observer keys in genesis that no node uses (for tests that act as a peer)
         .start(node=None) / .stop(node) / .kill(node) / .restart(node) / .close()
+        .partition(*groups) / .heal()   (proxied nets only)
         .dump_logs(nodes=None) -> str   the tail of every node's log (printed on test failure)
     NodeProcess: .name .url .port .key .data_dir .log_path .grid_file .proc .alive .returncode
         .start(wait=True) .stop(timeout) (SIGTERM, then SIGKILL) .kill() .log_text()
@@ -23,6 +29,7 @@ Public API (everything else is internal):
     post_tx(node, tx) -> (status, JSON)  (tx: a ledger Tx object or raw bytes; sent as application/msgpack)
     sync_blocks(nodes, min_height=None, timeout=30) -> height at which every node has the same block
     transfer(net, sender_index, to_address, amount, nonce, fee=None) -> SignedTx  (a signed coin transfer)
+    replica(node, net) -> ledger Chain in memory with the node's canonical blocks (to build blocks on its head)
     PeerClient(node, key, chain_id): handshake as a genesis member and post raw /peer/* messages
 
 Fixtures (tests/functional/conftest.py): `node_net(**NodeNet kwargs)` per test and `module_node_net(...)`
@@ -45,7 +52,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
+from ledger.block import decode_block
+from ledger.chain import Chain
+from ledger.encoding import decode
 from ledger.keys import DOMAIN_PEER, AccountKey, signing_bytes, verify_ed25519
+from netproxy import Link, ProxyHub
 from ledger.testing import Net, make_net
 from ledger.tx import SignedTx, Transfer, Tx, encode_tx, sign_tx
 from node.keyfile import save_key
@@ -131,6 +142,20 @@ def transfer(net: Net, sender_index: int, to: bytes, amount: int, nonce: int, fe
                    fee if fee is not None else net.genesis.min_fee, Transfer(to, amount))
 
 
+def replica(node: "NodeProcess | str", net: Net) -> Chain:
+    """A chain in memory holding `node`'s canonical blocks, for building blocks on its head (misbehaviour
+    tests sign them with keys from `net`). Blocks are checked as any node would check them."""
+    chain = net.chain()
+    while True:
+        code, raw, _ = request(node, "GET", f"/blocks?from={chain.height + 1}&limit=100&format=msgpack")
+        assert code == 200, raw
+        blocks = [decode_block(b, chain.chain_id, chain.params.max_block_txs) for b in decode(raw)]
+        for block in blocks:
+            chain.import_block(block)
+        if len(blocks) < 100:
+            return chain
+
+
 def sync_blocks(nodes: Iterable["NodeProcess"], min_height: int | None = None, timeout: float = 30.0) -> int:
     """Wait until every node has the same block at the lowest of their heights, that height being at least
     `min_height` (default: the highest height any of them has now). Returns that height."""
@@ -171,6 +196,7 @@ class NodeProcess:
         self.genesis = genesis
         self.admin_token = admin_token
         self.peers: list[str] = []
+        self.public_url: str | None = None  # what peers dial back (a proxy in proxied nets)
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
@@ -183,6 +209,8 @@ class NodeProcess:
             args += ["--key", str(self.key_path)]
         if self.peers:
             args += ["--peers", ",".join(self.peers)]
+        if self.public_url:
+            args += ["--public-url", self.public_url]
         if self.admin_token:
             args += ["--admin-token", self.admin_token]
         return args + self.extra_args
@@ -253,7 +281,7 @@ class NodeNet:
     def __init__(self, tmp_path: Path, authorities: int = 3, observers: int = 1, accounts: int = 4, meters: int = 0,
                  block_interval_ms: int = 500, min_difficulty: int = 16, spare_observers: int = 1,
                  admin_token: str | None = ADMIN_TOKEN, start: bool = True, extra_args: list[str] | None = None,
-                 **make_net_kwargs: Any) -> None:
+                 proxied: bool = False, **make_net_kwargs: Any) -> None:
         self.root = Path(tmp_path)
         self.root.mkdir(parents=True, exist_ok=True)
         net = make_net(authorities=authorities, accounts=accounts, meters=meters, min_difficulty=min_difficulty,
@@ -271,8 +299,22 @@ class NodeNet:
         self.observers = [NodeProcess(self.root, f"obs{i}", self.genesis_path, k, admin_token, extra_args)
                           for i, k in enumerate(observer_keys)]
         self.nodes = self.authorities + self.observers
-        for n in self.nodes:
-            n.peers = [m.url for m in self.nodes if m is not n]
+        self.hub: ProxyHub | None = None
+        self.links: dict[tuple[str, str], Link] = {}  # (dialer, target) -> link
+        self.back_links: dict[str, Link] = {}  # target -> the link its --public-url names
+        if proxied:
+            self.hub = ProxyHub()
+            for n in self.nodes:
+                for m in self.nodes:
+                    if m is not n:
+                        self.links[(n.name, m.name)] = self.hub.add(m.port, f"{n.name}->{m.name}")
+                self.back_links[n.name] = self.hub.add(n.port, f"*->{n.name}")
+                n.public_url = self.back_links[n.name].url
+            for n in self.nodes:
+                n.peers = [self.links[(n.name, m.name)].url for m in self.nodes if m is not n]
+        else:
+            for n in self.nodes:
+                n.peers = [m.url for m in self.nodes if m is not n]
         if start:
             self.start()
 
@@ -297,6 +339,22 @@ class NodeNet:
     def running(self) -> list[NodeProcess]:
         return [n for n in self.nodes if n.alive]
 
+    def partition(self, *groups: Iterable[NodeProcess]) -> None:
+        """Split a proxied net: nodes in different groups cannot reach each other until heal(). Dial-back
+        links are all cut too (one of them serves every dialer), the per-pair links keep each group whole."""
+        assert self.hub is not None, "partition() needs NodeNet(proxied=True)"
+        group_of = {n.name: i for i, g in enumerate(groups) for n in g}
+        for (a, b), link in self.links.items():
+            if group_of.get(a, -1) != group_of.get(b, -2):
+                link.cut()
+        for link in self.back_links.values():
+            link.cut()
+
+    def heal(self) -> None:
+        """Restore every link of a proxied net."""
+        for link in list(self.links.values()) + list(self.back_links.values()):
+            link.restore()
+
     def close(self) -> None:
         for n in self.nodes:
             if n.alive and n.proc is not None:
@@ -309,6 +367,8 @@ class NodeNet:
                 except subprocess.TimeoutExpired:
                     pass
             n.kill()
+        if self.hub is not None:
+            self.hub.close()
 
     def dump_logs(self, nodes: Iterable[NodeProcess] | None = None, tail: int = 60) -> str:
         out = []

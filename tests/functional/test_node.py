@@ -253,7 +253,7 @@ def test_bad_input_gets_clear_errors(net: NodeNet) -> None:
     _error(*(request(node, "GET", "/blocks?from=x")[:2]), 400, "bad_request")
     _error(*(request(node, "GET", "/no/such/route")[:2]), 404, "not_found")
     _error(*(request(node, "POST", "/status", b"")[:2]), 405, "bad_request")
-    _error(*(request(node, "POST", "/admin/grid-signal", {"surplus_w": 5})[:2]), 401, "unauthorized")
+    _error(*(request(node, "POST", "/admin/grid-signal", {"surplus_w": 5})[:2]), 403, "unauthorized")
     _error(*(request(node, "POST", "/admin/grid-signal", {"surplus_w": 5},
                      {"Authorization": "Bearer wrong-token"})[:2]), 403, "unauthorized")
     _error(*(request(node, "POST", "/admin/grid-signal", {"surplus_w": 1.5},

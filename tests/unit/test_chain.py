@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from ledger import errors as E
 from ledger.block import Block, BlockHeader, meets_difficulty, mine, pow_hash, seal_block, tx_root_of
-from ledger.chain import MAX_FUTURE_DRIFT_MS, Chain
+from ledger.chain import MAX_FUTURE_DRIFT_MS, ST_INVALID, Chain
 from ledger.errors import Rejected
 from ledger.keys import P256_ORDER, AccountKey
 from ledger.testing import CHAIN_ID, GENESIS_MS, MeterState, Net, extend, make_net, make_tx, next_block
@@ -417,6 +417,49 @@ def test_reorg_into_an_invalid_branch_is_rolled_back(net: Net) -> None:
     assert main.height == 3 and main.verify_state_root()
     assert reason_of(main, s3) == E.KNOWN_INVALID
     assert main.account(b.address).coin == START + 7 * COIN
+
+
+def _child(chain: Chain, parent: Block, proposer: AccountKey, difficulty: int = 1) -> Block:
+    """An empty block on any stored parent (its state root is not checked until it is executed)."""
+    meta = chain.meta(parent.hash)
+    assert meta is not None
+    ts = chain.earliest_timestamp(meta, meta.height + 1, proposer.public)
+    header = BlockHeader(chain.chain_id, meta.height + 1, parent.hash, ts, proposer.public, tx_root_of([]),
+                         bytes(32), difficulty, 0)
+    return mine(proposer, header, [])
+
+
+def test_blocks_built_on_an_invalid_block_are_invalid_and_never_executed_again(net: Net) -> None:
+    """A failed reorg marks the whole branch above the bad block, and a branch that only meets the bad
+    block further down (a sibling stored before) is refused without reverting anything. Before, such
+    blocks stayed candidates and every descendant a peer sent cost a full revert and re-apply."""
+    main = net.chain()
+    extend(main, net)
+    a, b = net.accounts[:2]
+    for amount in (3, 4):
+        extend(main, net, [make_tx(main, a, Transfer(b.address, amount * COIN))])
+    bad = craft(main, auth(net, 0), [], state_root=b"\x09" * 32, prev_hash=main.canonical_hash(1), height=2)
+    assert main.import_block(bad).status == "side"  # lighter: stored, not executed
+    sibling = _child(main, bad, auth(net, 1))  # a second branch on the bad block, also light
+    assert main.import_block(sibling).status == "side"
+    writes: list[set[bytes]] = []
+    real_write = main.kv.write
+    main.kv.write = lambda changes, sync=True: (writes.append(set(changes)), real_write(changes, sync))  # type: ignore
+    before = snapshot(main, (b"s", b"x", b"n", b"u", b"H"))
+
+    heavy = _child(main, bad, auth(net, 2), difficulty=9)  # heavier than main: tries the reorg, fails
+    assert reason_of(main, heavy) == E.BAD_STATE_ROOT
+    assert main.meta(bad.hash).status == main.meta(heavy.hash).status == ST_INVALID  # type: ignore[union-attr]
+    assert snapshot(main, (b"s", b"x", b"n", b"u", b"H")) == before
+    writes.clear()
+    assert reason_of(main, _child(main, heavy, auth(net, 0), difficulty=9)) == E.KNOWN_INVALID
+    assert writes == []  # refused outright: its parent is marked
+    on_sibling = _child(main, sibling, auth(net, 2), difficulty=9)
+    assert reason_of(main, on_sibling) == E.KNOWN_INVALID
+    assert not any(b"H" in w for w in writes), "no revert or apply was attempted"
+    assert main.meta(sibling.hash).status == main.meta(on_sibling.hash).status == ST_INVALID  # type: ignore
+    assert snapshot(main, (b"s", b"x", b"n", b"u", b"H")) == before and main.verify_state_root()
+    assert main.check() == []
 
 
 def test_check_tx_for_the_mempool(chain: Chain, net: Net) -> None:

@@ -94,7 +94,7 @@ def test_block_round_trips_byte_exact() -> None:
     data = BLOCK.encode()
     back = decode_block(data, CHAIN_ID, max_txs=100)
     assert back == BLOCK
-    assert back.encode() == data
+    assert back.encode() == data and encode(back.to_wire()) == data  # the cached bytes and a fresh encoding
     assert back.hash == BLOCK.hash
     assert decode_header(encode_obj(BLOCK.header)) == BLOCK.header
 
@@ -289,13 +289,14 @@ def test_deep_nesting_ends_in_decode_error() -> None:
                 decode_tx(data, CHAIN_ID)
     with pytest.raises(DecodeError):
         decode(b"\x91" * 2_000_000 + b"\x00")
-    nested_in_field = [1, [KEY.public, 0, 1000, [1, [OTHER.address, []]], b"s" * 64]]
-    deep: Any = 0
-    for _ in range(500):
-        deep = [deep]
-    nested_in_field[1][3][1][1] = deep
-    with pytest.raises(DecodeError, match="Transfer.amount"):
-        decode_tx(encode(nested_in_field), CHAIN_ID)
+    for levels, match in ((500, "nested more than"), (3, "Transfer.amount")):  # the decoder's bound, the field's
+        nested_in_field = [1, [KEY.public, 0, 1000, [1, [OTHER.address, []]], b"s" * 64]]
+        deep: Any = 0
+        for _ in range(levels):
+            deep = [deep]
+        nested_in_field[1][3][1][1] = deep
+        with pytest.raises(DecodeError, match=match):
+            decode_tx(encode(nested_in_field), CHAIN_ID)
 
 
 def test_decode_obj_checks_exact_field_count() -> None:
@@ -326,7 +327,7 @@ def _decode_any_block(data: bytes) -> None:
         block = decode_block(data, CHAIN_ID, 100)
     except Rejected:
         return
-    assert block.encode() == data
+    assert encode(block.to_wire()) == data  # re-encoded afresh (block.encode() answers the bytes it came from)
 
 
 @FUZZ
