@@ -58,6 +58,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/meters/{meter_id}", "meter"),
     ("GET", "/lots/{lot_id}", "lot"),
     ("GET", "/market/offers", "offers"),
+    ("GET", "/market/offers/{offer_id}", "offer"),
     ("GET", "/market/orderbook", "orderbook"),
     ("GET", "/market/orders", "orders"),
     ("GET", "/trades", "trades"),
@@ -345,6 +346,13 @@ class Api:
             if len(out) >= MAX_LIST:
                 break
         return ok({"offers": out})
+
+    async def offer(self, request: web.Request) -> web.Response:
+        offer_id = _hex_param(request.match_info["offer_id"], 32, "offer_id")
+        o = self.chain.offer(offer_id)
+        if o is None:
+            raise ApiError(NOT_FOUND, f"no offer {offer_id.hex()}")
+        return ok(offer_json(offer_id, o))
 
     async def orderbook(self, request: web.Request) -> web.Response:
         buys, sells = self.chain.order_book()

@@ -62,7 +62,7 @@ def seeded(net: NodeNet, node: NodeProcess) -> dict[str, str]:
     accept = sign_tx(a1, cid, 0, 1000, AcceptOffer(offer.txid, 100))  # needs the offer on chain
     _include(node, [accept])
     lot = get(node, f"/accounts/{a0.address_text}/lots")["lots"][0]["lot_id"]
-    return {"txid": pay.txid.hex(), "trade_id": accept.txid.hex(), "meter_id": net.net.meters[0].meter_id.hex(),
+    return {"txid": pay.txid.hex(), "trade_id": accept.txid.hex(), "offer_id": offer.txid.hex(), "meter_id": net.net.meters[0].meter_id.hex(),
             "lot_id": lot, "addr": a0.address_text, "buyer": a2.address_text,
             "block": get(node, f"/tx/{pay.txid.hex()}")["block"]}
 
@@ -161,6 +161,7 @@ def _explicit_cases(seeded: dict[str, str]) -> Iterator[tuple[str, str, dict[str
     yield "GET", "/meters/{meter_id}", {"path_parameters": {"meter_id": s["meter_id"]}}
     yield "GET", "/lots/{lot_id}", {"path_parameters": {"lot_id": s["lot_id"]}}
     yield "GET", "/trades/{trade_id}", {"path_parameters": {"trade_id": s["trade_id"]}}
+    yield "GET", "/market/offers/{offer_id}", {"path_parameters": {"offer_id": s["offer_id"]}}
     yield "GET", "/trades", {"query": {"party": s["addr"], "status": "open"}}
     yield "GET", "/market/offers", {"query": {"seller": s["addr"], "status": "open"}}
     yield "GET", "/market/orders", {"query": {"owner": s["buyer"], "status": "open"}}
