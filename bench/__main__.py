@@ -53,8 +53,9 @@ def run(quick: bool) -> dict[str, Any]:
     with console.status("pow_hash"):
         r["pow_hash_per_s"] = core.pow_hash(n_raw * 50, repeats)
         r["pow_hash_ratio"] = r["pow_hash_per_s"] / r["raw_sha256_per_s"]
+    runs = 2 if quick else 3  # best of a few runs, as for the raw limits: the least-disturbed is the truest
     with console.status("transfer_apply (one core)"):
-        serial = core.transfer_apply(blocks)
+        serial = max((core.transfer_apply(blocks) for _ in range(runs)), key=lambda x: x["per_s"])
         r["transfer_apply_per_s"] = serial["per_s"]
         r["transfer_apply_ratio"] = serial["per_s"] / r["raw_ed25519_verify_per_s"]
         r["bytes_per_tx"] = serial["bytes_per_tx"]
@@ -63,13 +64,13 @@ def run(quick: bool) -> dict[str, Any]:
     with console.status("transfer_apply (signature checks on all cores)"):
         verifier = PoolVerifier(workers=max(1, (os.cpu_count() or 2) - 1))
         try:
-            parallel = core.transfer_apply(blocks, verifier)
+            parallel = max((core.transfer_apply(blocks, verifier) for _ in range(runs)), key=lambda x: x["per_s"])
         finally:
             verifier.close()
         r["transfer_apply_parallel_per_s"] = parallel["per_s"]
         r["transfer_apply_parallel_ratio"] = parallel["per_s"] / r["raw_ed25519_verify_per_s"]
     with console.status("reading_ingest"):
-        r["reading_ingest_per_s"] = core.reading_ingest(blocks)
+        r["reading_ingest_per_s"] = max(core.reading_ingest(blocks) for _ in range(runs))
         r["reading_ingest_ratio"] = r["reading_ingest_per_s"] / r["raw_p256_verify_per_s"]
     with console.status("node over HTTP: http_submit and sync"):
         from bench import net

@@ -13,6 +13,7 @@ needs the GIL, which the busy main thread holds, and that cost more than the che
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any, Callable, Sequence
@@ -21,6 +22,10 @@ from ledger.keys import verify_ed25519, verify_p256
 from ledger.tx import MeterReading, Tx
 
 Item = tuple[bool, bytes, bytes, bytes]  # (is_reading, public key, signature, message)
+READY = "ready"
+SHARE_STEP, MIN_SHARE, MAX_SHARE = 0.02, 0.05, 0.6
+WAIT_THRESHOLD_S = 0.001
+START_TIMEOUT_S = 30.0
 
 
 def verify_items(items: list[Item]) -> list[bool]:
@@ -30,6 +35,7 @@ def verify_items(items: list[Item]) -> list[bool]:
 
 def _worker(conn: Connection) -> None:
     """Receive a whole batch in one message (so the sender never blocks on a full pipe), answer per chunk."""
+    conn.send(READY)  # imports done: the first block does not wait for a process still starting
     while True:
         try:
             message = conn.recv()
@@ -51,6 +57,11 @@ class _Worker:
         self.process.start()
         child.close()
         self.pending: deque[_Chunk] = deque()
+        self.waited_s = 0.0  # time the main process spent blocked on this worker's answers
+
+    def wait_ready(self) -> None:
+        if not self.conn.poll(START_TIMEOUT_S) or self.conn.recv() != READY:
+            raise RuntimeError("signature worker did not start")
 
     def send(self, items: list[Item], chunk_size: int) -> list["_Chunk"]:
         self.conn.send((items, chunk_size))
@@ -59,8 +70,10 @@ class _Worker:
         return chunks
 
     def receive_until(self, chunk: "_Chunk") -> None:
+        t0 = time.perf_counter()
         while chunk.result is None:
             self.pending.popleft().result = self.conn.recv()
+        self.waited_s += time.perf_counter() - t0
 
     def drain(self) -> None:
         while self.pending:
@@ -94,15 +107,29 @@ class LazyVerified:
 class PoolVerifier:
     """A BatchVerifier (see ledger.chain) backed by worker processes."""
 
-    def __init__(self, workers: int = 1, inline_share: float = 0.2, chunk: int = 100,
+    def __init__(self, workers: int = 1, inline_share: float = 0.4, chunk: int = 100,
                  min_batch: int = 64) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._workers = [_Worker(ctx) for _ in range(workers)]
+        for w in self._workers:
+            w.wait_ready()
         self.inline_share, self.chunk, self.min_batch = inline_share, chunk, min_batch
+
+    def _balance(self) -> None:
+        """Move the inline share towards the point where neither side waits for the other: if the main
+        process waited for workers in the last block it checks more itself, otherwise fewer. The best
+        share depends on the machine and the block's mix, so it is learnt rather than fixed."""
+        waited = sum(w.waited_s for w in self._workers)
+        for w in self._workers:
+            w.waited_s = 0.0
+        step = SHARE_STEP if waited > WAIT_THRESHOLD_S else -SHARE_STEP
+        self.inline_share = min(MAX_SHARE, max(MIN_SHARE, self.inline_share + step))
 
     def __call__(self, txs: Sequence[Tx], meter_key: Callable[[bytes], bytes | None]) -> LazyVerified:
         for w in self._workers:
             w.drain()  # answers a previous block never asked for (it failed early)
+        if len(txs) >= self.min_batch:
+            self._balance()
         verified = LazyVerified()
         if len(txs) < self.min_batch:
             return verified  # small blocks: shipping them costs more than checking them here
