@@ -21,7 +21,8 @@ from bench import core
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {
     "transfer_apply_ratio": 0.6, "transfer_apply_parallel_ratio": 1.2, "reading_ingest_ratio": 0.6,
-    "block_import_ratio": 0.8, "sync_ratio": 0.8, "pow_hash_ratio": 0.8, "http_submit_per_s": 2000,
+    "block_import_ratio": 0.8, "sync_ratio": 0.8, "sync_verify_workers_ratio": 0.8, "pow_hash_ratio": 0.8,
+    "http_submit_per_s": 2000,
 }
 
 
@@ -74,7 +75,7 @@ def run(quick: bool) -> dict[str, Any]:
         r["reading_ingest_ratio"] = r["reading_ingest_per_s"] / r["raw_p256_verify_per_s"]
     with console.status("node over HTTP: http_submit and sync"):
         from bench import net
-        r.update(net.run(quick, r["transfer_apply_per_s"]))
+        r.update(net.run(quick, r["transfer_apply_per_s"], r["transfer_apply_parallel_per_s"]))
     with console.status("rss with 100,000 accounts"):
         r["rss_mb_100k_accounts"] = core.rss_100k_accounts()
     return r

@@ -42,7 +42,8 @@ def free_port() -> int:
 class NodeProcess:
     """One `python -m node` on 127.0.0.1 with its own data dir."""
 
-    def __init__(self, root: Path, name: str, genesis: Path, key: AccountKey, peers: list[str]) -> None:
+    def __init__(self, root: Path, name: str, genesis: Path, key: AccountKey, peers: list[str],
+                 extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data = root / name
@@ -53,6 +54,7 @@ class NodeProcess:
                      "--listen", f"127.0.0.1:{self.port}", "--key", str(key_path), "--log-level", "warning"]
         if peers:
             self.args += ["--peers", ",".join(peers)]
+        self.args += list(extra)
         self.log = open(root / f"{name}.log", "wb")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -198,7 +200,9 @@ def _build_chain(db: Path, genesis: Genesis, auth: AccountKey, senders: list[Acc
     return txcount
 
 
-def sync(quick: bool, transfer_apply_per_s: float) -> dict[str, Any]:
+def sync(quick: bool, transfer_apply_per_s: float, parallel_per_s: float) -> dict[str, Any]:
+    """A fresh observer syncs the chain from scratch, once as configured by default (signatures checked
+    in the node process) and once with `--verify-workers 1` (compared with transfer_apply on all cores)."""
     root = Path(tempfile.mkdtemp(prefix="kwh-bench-sync-"))
     blocks = 400 if quick else 2000
     per_block = 50 if quick else 100  # the per-block costs (seal, header, fsync) weigh as in real blocks
@@ -214,9 +218,8 @@ def sync(quick: bool, transfer_apply_per_s: float) -> dict[str, Any]:
     source = NodeProcess(root, "source", gpath, auth, [])
     txcount = _build_chain(source.data / "db", genesis, auth, senders, blocks, per_block)
     source.start()
-    fresh = NodeProcess(root, "fresh", gpath, observer, [source.url])
 
-    async def measure() -> float:
+    async def measure(fresh: NodeProcess) -> float:
         async with aiohttp.ClientSession() as session:
             await wait_status(session, source.url, lambda s: s["height"] >= blocks, 60)
             fresh.start()
@@ -224,19 +227,26 @@ def sync(quick: bool, transfer_apply_per_s: float) -> dict[str, Any]:
             t0 = time.perf_counter()
             await wait_status(session, fresh.url, lambda s: s["height"] >= blocks, 600)
             return time.perf_counter() - t0
+    elapsed: list[float] = []
     try:
-        elapsed = asyncio.run(measure())
+        for name, extra in (("fresh", ()), ("fresh-pool", ("--verify-workers", "1"))):
+            fresh = NodeProcess(root, name, gpath, observer, [source.url], extra)
+            try:
+                elapsed.append(asyncio.run(measure(fresh)))
+            finally:
+                fresh.stop()
     finally:
-        fresh.stop()
         source.stop()
         shutil.rmtree(root, ignore_errors=True)
-    tx_per_s = txcount / elapsed
-    return {"sync_blocks": blocks, "sync_blocks_per_s": blocks / elapsed, "sync_tx_per_s": tx_per_s,
-            "sync_ratio": tx_per_s / transfer_apply_per_s}
+    serial_s, pool_s = elapsed
+    return {"sync_blocks": blocks, "sync_blocks_per_s": blocks / serial_s, "sync_tx_per_s": txcount / serial_s,
+            "sync_ratio": txcount / serial_s / transfer_apply_per_s,
+            "sync_verify_workers_blocks_per_s": blocks / pool_s,
+            "sync_verify_workers_ratio": txcount / pool_s / parallel_per_s}
 
 
-def run(quick: bool, transfer_apply_per_s: float) -> dict[str, Any]:
+def run(quick: bool, transfer_apply_per_s: float, parallel_per_s: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     out.update(http_submit(quick))
-    out.update(sync(quick, transfer_apply_per_s))
+    out.update(sync(quick, transfer_apply_per_s, parallel_per_s))
     return out
