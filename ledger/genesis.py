@@ -66,6 +66,10 @@ class Genesis:
             if not valid_meter_public(m.public) or m.kind not in METER_KINDS or m.interval_s not in INTERVALS \
                     or m.source not in SOURCES or m.rated_w <= 0:
                 raise ValueError(f"invalid genesis meter {m.public.hex()}")
+        if len({m.public for m in self.meters}) != len(self.meters):
+            raise ValueError("duplicate genesis meter key: one meter, one enrollment")
+        if len({addr for addr, _coin in self.allocations}) != len(self.allocations):
+            raise ValueError("duplicate allocation: one address, one genesis balance")
 
     def params_record(self) -> list[Any]:
         """What of genesis enters the state, so the state root commits to the rules."""

@@ -1,6 +1,7 @@
 """The KV contract, run against both backends, and a chain that survives reopening its LevelDB."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -213,3 +214,14 @@ def test_memory_and_leveldb_chains_agree(tmp_path: Path) -> None:
     assert dict(disk.state_entries()) == dict(mem.state_entries())
     assert disk.head_hash == mem.head_hash and disk.verify_state_root()
     kv.close()
+
+
+def test_genesis_refuses_a_meter_or_an_allocation_given_twice() -> None:
+    """A second entry for one meter key or one address would silently overwrite the first."""
+    g = make_net(meters=2, seed=5).genesis
+    assert len(g.meters) == 2 and len(g.allocations) >= 2
+    with pytest.raises(ValueError, match="duplicate genesis meter"):
+        dataclasses.replace(g, meters=(g.meters[0], g.meters[0]))
+    with pytest.raises(ValueError, match="duplicate allocation"):
+        dataclasses.replace(g, allocations=(g.allocations[0], g.allocations[0]))
+    dataclasses.replace(g, meters=g.meters[:1], allocations=g.allocations[:1])  # one of each is fine
