@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ledger.block import Block, decode_block, mine
-from ledger.chain import Chain, serial_verifier
+from ledger.chain import Chain, inline_verifier
 from ledger.genesis import Genesis, GenesisMeter
 from ledger.keys import AccountKey, MeterKey, verify_ed25519
 from ledger.store import LevelKV
@@ -98,12 +98,12 @@ class TransferWorkload:
         return out
 
 
-def _fresh_chain(net: Any, verifier: Any = serial_verifier) -> tuple[Chain, str]:
+def _fresh_chain(net: Any, verifier: Any = inline_verifier) -> tuple[Chain, str]:
     path = tempfile.mkdtemp(prefix="kwh-bench-")
     return Chain(LevelKV(path), net.genesis, verifier=verifier), path
 
 
-def transfer_apply(blocks: int, verifier: Any = serial_verifier) -> dict[str, float]:
+def transfer_apply(blocks: int, verifier: Any = inline_verifier) -> dict[str, float]:
     """Transfers decoded, verified and applied into LevelDB, in blocks of 1,000, per second of apply.
 
     Blocks are built and mined beforehand on a twin chain, so the timed part is exactly what a node does

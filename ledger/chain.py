@@ -42,7 +42,7 @@ from .state import (ACC_BYTES, K_PARAMS, STATE_PREFIX, Account, Globals, Lot, Me
                     root_of, _unpack)
 from .store import KV
 from .transition import BlockContext, Params, Transition
-from .tx import MeterReading, SignedTx, Tx, encode_tx
+from .tx import SignedTx, Tx, encode_tx
 
 SCHEMA_VERSION = 1
 MAX_FUTURE_DRIFT_MS = 15_000
@@ -89,17 +89,10 @@ class ImportResult:
     applied: list[Block] = field(default_factory=list)  # blocks put on it (in order)
 
 
-def serial_verifier(txs: Sequence[Tx], meter_key: Callable[[bytes], bytes | None]) -> set[bytes]:
-    """Check signatures one after another on this core."""
-    ok: set[bytes] = set()
-    for tx in txs:
-        if isinstance(tx, MeterReading):
-            public = meter_key(tx.fields.meter_id)
-            if public is not None and tx.verify(public):
-                ok.add(tx.txid)
-        elif tx.verify():
-            ok.add(tx.txid)
-    return ok
+def inline_verifier(txs: Sequence[Tx], meter_key: Callable[[bytes], bytes | None]) -> frozenset[bytes]:
+    """Check nothing ahead: the transition checks each signature as it applies the transaction, with the
+    meter record it loads anyway. The default on one core; node.verify.PoolVerifier checks ahead on others."""
+    return frozenset()
 
 
 def genesis_digest(genesis: Genesis) -> bytes:
@@ -112,7 +105,7 @@ def genesis_digest(genesis: Genesis) -> bytes:
 class Chain:
     """A node's view of the chain over one KV store."""
 
-    def __init__(self, kv: KV, genesis: Genesis, verifier: BatchVerifier = serial_verifier,
+    def __init__(self, kv: KV, genesis: Genesis, verifier: BatchVerifier = inline_verifier,
                  resume: bool = True) -> None:
         """Open (or create) the chain in `kv`. With `resume`, a head move a crash interrupted is finished
         now (`self.resumed` says what it did); without it opening an existing chain writes nothing."""
@@ -275,7 +268,8 @@ class Chain:
                          block.header.proposer, block.header.timestamp_ms, work)
         writes: dict[bytes, bytes | None] = {b"b" + bh: block.encode(), b"m" + bh: meta.pack()}
         self._record_proposal(block, writes)
-        if block.header.prev_hash == self.head_hash and self._heavier(meta, bh):
+        heavier = self._heavier(meta, bh)
+        if heavier and block.header.prev_hash == self.head_hash:
             try:
                 self._apply(block, meta, writes, durable)
             except Rejected:
@@ -284,7 +278,6 @@ class Chain:
                 self.kv.write(writes, sync=durable)
                 raise
             return ImportResult("head", bh, block.height, applied=[block])
-        heavier = self._heavier(meta, bh)
         if heavier:  # journal: a crash before the head gets there resumes the move on reopen
             writes[K_TARGET] = encode([bh, self.head_hash])
         self.kv.write(writes, sync=durable)

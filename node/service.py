@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import Any
 
 from ledger.block import Block
-from ledger.chain import Chain, ImportResult, serial_verifier
+from ledger.chain import Chain, ImportResult, inline_verifier
 from ledger.errors import Rejected
 from ledger.genesis import Genesis
 from ledger.keys import AccountKey
@@ -70,7 +70,7 @@ class Node:
                 self.key = load_key(config.key)
             except ValueError as exc:
                 raise StartupError(str(exc)) from None
-        self.verifier: Any = serial_verifier
+        self.verifier: Any = inline_verifier
         if config.verify_workers > 0:
             from .verify import PoolVerifier
             self.verifier = PoolVerifier(workers=config.verify_workers)
