@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from ledger.block import BlockHeader, search_nonce
 
 from .energy import EnergyMeter
+from .workers import exit_with_parent
 
 DEFAULT_CHUNK = 32_768
 UNREACHABLE_DIFFICULTY = 1 << 62  # for timing a full chunk: no nonce meets it in practice
@@ -86,7 +87,7 @@ class Miner:
         self._cancelled = 0
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx, initializer=exit_with_parent)
         for _ in range(self.workers):
             pool.submit(_warm_up)
         return pool

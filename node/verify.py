@@ -21,6 +21,8 @@ from typing import Any, Callable, Sequence
 from ledger.keys import verify_ed25519, verify_p256
 from ledger.tx import MeterReading, Tx
 
+from .workers import exit_with_parent
+
 Item = tuple[bool, bytes, bytes, bytes]  # (is_reading, public key, signature, message)
 READY = "ready"
 SHARE_STEP, MIN_SHARE, MAX_SHARE = 0.02, 0.05, 0.6
@@ -35,6 +37,7 @@ def verify_items(items: list[Item]) -> list[bool]:
 
 def _worker(conn: Connection) -> None:
     """Receive a whole batch in one message (so the sender never blocks on a full pipe), answer per chunk."""
+    exit_with_parent()  # the pipe's EOF ends it too, but not while it is busy with a batch
     conn.send(READY)  # imports done: the first block does not wait for a process still starting
     while True:
         try:

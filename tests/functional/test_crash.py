@@ -196,3 +196,35 @@ def test_a_damaged_data_dir_is_reported_and_refused(tmp_path: Path) -> None:
     assert len(errors) == 1 and "is inconsistent" in errors[0] and "--check-db" in errors[0], started.stderr
     missing = node("--check-db", "--data-dir", str(tmp_path / "nothing-here"))
     assert missing.returncode == 2 and "holds no database" in missing.stderr, missing
+
+
+def _children(pid: int) -> set[int]:
+    """Live processes whose parent is `pid` (from /proc, so no extra dependency)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_node_leaves_no_worker_processes(node_net: Any) -> None:
+    """SIGKILL gives a node no chance to stop its miner and signature workers; they must end by themselves."""
+    net = node_net(authorities=1, observers=0, accounts=1, block_interval_ms=300,
+                   extra_args=["--verify-workers", "1"])
+    node = net.authorities[0]
+    wait_until(lambda: height(node) >= 2, 30, message="the miner pool has started")
+    workers = wait_until(lambda: _children(node.proc.pid) if len(_children(node.proc.pid)) >= 2 else None, 15,
+                         message="miner and verify workers running")
+    net.kill(node)
+    wait_until(lambda: not any(_alive(p) for p in workers), 10, message=f"orphaned workers {workers} exited")
