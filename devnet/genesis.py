@@ -16,7 +16,9 @@ from ledger.genesis import Genesis, GenesisMeter
 from ledger.keys import AccountKey, MeterKey, address_of, format_address
 from ledger.tx import BOTH, COIN, CONSUMPTION, GENERATION, INTERVALS
 
-from .layout import AUTHORITY, INDEX, OBSERVER, Devnet, LayoutError, MeterSpec, NodeSpec, WalletSpec, write_private
+from node.keyfile import save_key, write_private
+
+from .layout import AUTHORITY, INDEX, OBSERVER, Devnet, LayoutError, MeterSpec, NodeSpec, WalletSpec
 from .profiles import HOUSEHOLD, PROSUMER, SOLAR, Site, make_profile
 
 DEFAULT_CHAIN_ID = "kwh-devnet"
@@ -60,7 +62,6 @@ def create_devnet(root: str | Path, authorities: int = 3, observers: int = 1, me
     if seed is None:
         seed = secrets.randbelow(2**31)
     root.mkdir(parents=True, exist_ok=True)
-    from node.keyfile import save_key  # the contract's key file writer
 
     nodes: list[NodeSpec] = []
     node_keys: list[AccountKey] = []

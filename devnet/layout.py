@@ -18,13 +18,13 @@ are files next to it so a key can be handed to another tool without parsing the 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ledger.genesis import Genesis
 from ledger.keys import AccountKey, MeterKey
+from node.keyfile import load_key, write_private
 
 from .profiles import Profile, Site
 
@@ -148,11 +148,9 @@ class Devnet:
         raise KeyError(name)
 
     def node_key(self, name: str) -> AccountKey:
-        from node.keyfile import load_key  # the contract's key file reader
         return load_key(self.path(self.node(name).key_file))
 
     def wallet_key(self, name: str) -> AccountKey:
-        from node.keyfile import load_key
         return load_key(self.path(self.wallet(name).key_file))
 
     def meter_key(self, spec: MeterSpec) -> MeterKey:
@@ -208,20 +206,3 @@ class Devnet:
             raise LayoutError(f"{index} is damaged: {exc!r}") from None
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file readable by its owner only (keys, tokens), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -23,7 +23,9 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-from .layout import Devnet, NodeSpec, write_private
+from node.keyfile import write_private
+
+from .layout import Devnet, NodeSpec
 
 REPO = Path(__file__).resolve().parents[1]
 STOP_TIMEOUT_S = 15.0

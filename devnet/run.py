@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .client import NodePool, NodeUnavailable
-from .layout import Devnet, write_private
+from node.keyfile import write_private
+
+from .layout import Devnet
 from .market import Market
 from .meters import SimClock
 from .nodes import Supervisor

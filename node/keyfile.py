@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ledger.keys import AccountKey
 
@@ -22,22 +23,29 @@ class KeyFileError(ValueError):
     """A key file that cannot be used; the message says why in one line."""
 
 
-def load_key(path: str | Path) -> AccountKey:
-    """Read a key file; raises KeyFileError (a ValueError) with a readable reason."""
+def read_json_object(path: str | Path, max_bytes: int) -> dict[str, Any]:
+    """A small JSON object from a file (key files, keystore entries); KeyFileError says why not."""
     p = Path(path)
     try:
         with p.open("rb") as f:
-            raw = f.read(MAX_KEY_FILE_BYTES + 1)
+            raw = f.read(max_bytes + 1)
     except OSError as exc:
         raise KeyFileError(f"cannot read key file {p}: {exc.strerror or exc}") from None
-    if len(raw) > MAX_KEY_FILE_BYTES:
-        raise KeyFileError(f"key file {p} is larger than {MAX_KEY_FILE_BYTES} bytes")
+    if len(raw) > max_bytes:
+        raise KeyFileError(f"key file {p} is larger than {max_bytes} bytes")
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise KeyFileError(f"key file {p} is not JSON") from None
     if not isinstance(data, dict):
         raise KeyFileError(f"key file {p}: expected a JSON object")
+    return data
+
+
+def load_key(path: str | Path) -> AccountKey:
+    """Read a key file; raises KeyFileError (a ValueError) with a readable reason."""
+    p = Path(path)
+    data = read_json_object(p, MAX_KEY_FILE_BYTES)
     if data.get("type") != KEY_TYPE:
         raise KeyFileError(f"key file {p}: type must be {KEY_TYPE!r}, got {data.get('type')!r}")
     try:
@@ -58,18 +66,27 @@ def key_json(key: AccountKey) -> dict[str, str]:
 
 
 def save_key(path: str | Path, key: AccountKey) -> None:
-    """Write a key file with mode 0600 atomically (temp file in the same directory, fsync, rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    data = (json.dumps(key_json(key)) + "\n").encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    """Write a key file with mode 0600, atomically."""
+    write_private(Path(path), (json.dumps(key_json(key)) + "\n").encode())
+
+
+def write_private(path: Path, data: bytes, overwrite: bool = True) -> None:
+    """Write a file only its owner may read (keys, tokens, devnet indexes) so that a crash leaves the old
+    file or the new one, whole: temp file in the same directory, fsync, rename, fsync the directory.
+    With overwrite=False an existing file is never replaced (FileExistsError), even by a concurrent writer."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, p)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # atomic, and refuses to replace an existing file
+            os.unlink(tmp)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -77,7 +94,7 @@ def save_key(path: str | Path, key: AccountKey) -> None:
             pass
         raise
     try:  # make the rename itself durable
-        dir_fd = os.open(p.parent, os.O_RDONLY)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:

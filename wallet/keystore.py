@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import nacl.secret
 import nacl.utils
 
 from ledger.keys import AccountKey, address_of, format_address
+from node.keyfile import KeyFileError, read_json_object, write_private
 
 VERSION = 1
 KEY_TYPE = "ed25519"
@@ -133,46 +133,12 @@ def seal(name: str, key: AccountKey, passphrase: str) -> dict[str, Any]:
 
 
 def write_atomic(path: Path, data: bytes, overwrite: bool) -> None:
-    """Write `data` to `path` with mode 0600 so that a crash leaves the old file or the new one, whole.
-
-    With overwrite=False an existing file is never replaced (KeyExists), even by a concurrent writer.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write a key file with mode 0600 so that a crash leaves the old file or the new one, whole.
+    With overwrite=False an existing file is never replaced (KeyExists), even by a concurrent writer."""
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # atomic and refuses to replace an existing file
-            except FileExistsError:
-                raise KeyExists(f"a key file {path} already exists") from None
-            os.unlink(tmp)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable: sync the directory entry too."""
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+        write_private(path, data, overwrite)
+    except FileExistsError:
+        raise KeyExists(f"a key file {path} already exists") from None
 
 
 class Keystore:
@@ -193,24 +159,14 @@ class Keystore:
     # reading ------------------------------------------------------------------------------------
     def _read(self, name: str) -> tuple[dict[str, Any], Path]:
         path = self.path_of(name)
-        try:
-            with path.open("rb") as f:
-                raw = f.read(MAX_FILE_BYTES + 1)
-        except FileNotFoundError:
+        if not path.exists():
             known = ", ".join(k.name for k in self.list()) or "none"
             raise UnknownKey(f"no key named {name!r} in {self.dir} (keys: {known}); "
-                             "create one with 'kwh-wallet new'") from None
-        except OSError as exc:
-            raise BadKeyFile(f"cannot read key file {path}: {exc.strerror or exc}") from None
-        if len(raw) > MAX_FILE_BYTES:
-            raise BadKeyFile(f"key file {path} is larger than {MAX_FILE_BYTES} bytes")
+                             "create one with 'kwh-wallet new'")
         try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise BadKeyFile(f"key file {path} is not JSON") from None
-        if not isinstance(data, dict):
-            raise BadKeyFile(f"key file {path}: expected a JSON object")
-        return data, path
+            return read_json_object(path, MAX_FILE_BYTES), path
+        except KeyFileError as exc:
+            raise BadKeyFile(str(exc)) from None
 
     @staticmethod
     def _info(data: dict[str, Any], path: Path) -> KeyInfo:
