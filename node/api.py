@@ -21,7 +21,7 @@ from ledger.errors import Rejected
 from ledger.keys import parse_address
 from ledger.tx import MAX_TX_BYTES, decode_tx
 
-from .codes import BAD_REQUEST, INTERNAL, NOT_FOUND, RATE_LIMITED, UNAUTHORIZED, ApiError, status_of
+from .codes import BAD_REQUEST, INTERNAL, NOT_FOUND, RATE_LIMITED, UNAUTHORIZED, ApiError, hex_value, status_of
 from .grid import parse_surplus
 from .metrics import CONTENT_TYPE_LATEST
 from .openapi import openapi_document
@@ -82,16 +82,6 @@ def error_response(code: str, detail: str, status: int | None = None) -> web.Res
 def ok(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=json.dumps(data, separators=(",", ":")).encode(), status=status,
                         content_type="application/json")
-
-
-def _hex_param(value: str, size: int, name: str) -> bytes:
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise ApiError(BAD_REQUEST, f"{name} must be hex") from None
-    if len(raw) != size:
-        raise ApiError(BAD_REQUEST, f"{name} must be {size} bytes ({2 * size} hex characters)")
-    return raw
 
 
 def _address(value: str) -> bytes:
@@ -277,7 +267,7 @@ class Api:
         return ok({"txid": tx.txid.hex(), "status": "pending"})
 
     async def get_tx(self, request: web.Request) -> web.Response:
-        txid = _hex_param(request.match_info["txid"], 32, "txid")
+        txid = hex_value(request.match_info["txid"], 32, "txid")
         loc = self.chain.tx_location(txid)
         if loc is not None:
             height, block_hash, index = loc
@@ -320,14 +310,14 @@ class Api:
         return ok({"meters": out})
 
     async def meter(self, request: web.Request) -> web.Response:
-        meter_id = _hex_param(request.match_info["meter_id"], 16, "meter_id")
+        meter_id = hex_value(request.match_info["meter_id"], 16, "meter_id")
         m = self.chain.meter(meter_id)
         if m is None:
             raise ApiError(NOT_FOUND, f"no meter {meter_id.hex()}")
         return ok(meter_json(meter_id, m))
 
     async def lot(self, request: web.Request) -> web.Response:
-        lot_id = _hex_param(request.match_info["lot_id"], 24, "lot_id")
+        lot_id = hex_value(request.match_info["lot_id"], 24, "lot_id")
         lot = self.chain.lot(lot_id)
         if lot is None:
             raise ApiError(NOT_FOUND, f"no lot {lot_id.hex()}")
@@ -348,7 +338,7 @@ class Api:
         return ok({"offers": out})
 
     async def offer(self, request: web.Request) -> web.Response:
-        offer_id = _hex_param(request.match_info["offer_id"], 32, "offer_id")
+        offer_id = hex_value(request.match_info["offer_id"], 32, "offer_id")
         o = self.chain.offer(offer_id)
         if o is None:
             raise ApiError(NOT_FOUND, f"no offer {offer_id.hex()}")
@@ -384,7 +374,7 @@ class Api:
         return ok({"trades": out})
 
     async def trade(self, request: web.Request) -> web.Response:
-        trade_id = _hex_param(request.match_info["trade_id"], 32, "trade_id")
+        trade_id = hex_value(request.match_info["trade_id"], 32, "trade_id")
         t = self.chain.trade(trade_id)
         if t is None:
             raise ApiError(NOT_FOUND, f"no trade {trade_id.hex()}")

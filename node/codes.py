@@ -38,3 +38,16 @@ class ApiError(Rejected):
     def __init__(self, code: str, detail: str = "", status: int | None = None) -> None:
         super().__init__(code, detail)
         self.status = status if status is not None else status_of(code)
+
+
+def hex_value(value: object, size: int, name: str) -> bytes:
+    """A hex string of exactly `size` bytes from a path, query or JSON field; 400 bad_request otherwise."""
+    if not isinstance(value, str):
+        raise ApiError(BAD_REQUEST, f"{name} must be a hex string")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise ApiError(BAD_REQUEST, f"{name} is not hexadecimal") from None
+    if len(raw) != size:
+        raise ApiError(BAD_REQUEST, f"{name} must be {size} bytes ({2 * size} hex characters)")
+    return raw

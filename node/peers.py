@@ -39,7 +39,7 @@ from ledger.errors import Rejected
 from ledger.keys import DOMAIN_PEER, signing_bytes, verify_ed25519
 from ledger.tx import Tx, decode_tx, encode_tx
 
-from .codes import BAD_REQUEST, RATE_LIMITED, UNAUTHORIZED, ApiError
+from .codes import BAD_REQUEST, RATE_LIMITED, UNAUTHORIZED, ApiError, hex_value
 from .service import LRU, now_ms
 
 if TYPE_CHECKING:
@@ -126,18 +126,6 @@ class PeerError(Exception):
 
 def _peer_message(chain_id: str, challenge: bytes, verifier: bytes) -> bytes:
     return signing_bytes(DOMAIN_PEER, chain_id, ["hello", challenge, verifier])
-
-
-def _hex(value: Any, size: int, name: str) -> bytes:
-    if not isinstance(value, str):
-        raise ApiError(BAD_REQUEST, f"{name} must be a hex string")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise ApiError(BAD_REQUEST, f"{name} is not hexadecimal") from None
-    if len(raw) != size:
-        raise ApiError(BAD_REQUEST, f"{name} must be {size} bytes")
-    return raw
 
 
 def valid_url(url: Any) -> bool:
@@ -235,8 +223,8 @@ class PeerManager:
         body = await read_json(request)
         if body.get("chain_id") != self.chain_id:
             raise ApiError(E.WRONG_CHAIN, f"this node is on chain {self.chain_id!r}")
-        key = _hex(body.get("key"), 32, "key")
-        challenge = _hex(body.get("challenge"), 32, "challenge")
+        key = hex_value(body.get("key"), 32, "key")
+        challenge = hex_value(body.get("challenge"), 32, "challenge")
         url = body.get("url")
         if url is not None and not valid_url(url):
             raise ApiError(BAD_REQUEST, "url must be http(s)://host:port")
@@ -259,9 +247,9 @@ class PeerManager:
 
     async def handle_handshake(self, request: "web.Request") -> dict[str, Any]:
         body = await read_json(request)
-        key = _hex(body.get("key"), 32, "key")
-        challenge = _hex(body.get("challenge"), 32, "challenge")
-        signature = _hex(body.get("signature"), 64, "signature")
+        key = hex_value(body.get("key"), 32, "key")
+        challenge = hex_value(body.get("challenge"), 32, "challenge")
+        signature = hex_value(body.get("signature"), 64, "signature")
         entry = self.challenges.pop(challenge, None)
         if entry is None or entry[0] != key or entry[2] < time.monotonic():
             raise ApiError(UNAUTHORIZED, "unknown or expired challenge; start again with /peer/hello")
@@ -478,6 +466,11 @@ class PeerManager:
             if self.chain.meta(bytes.fromhex(peer.head)) is None:
                 await self.sync_from(peer)
 
+    def _refused(self, peer: Peer, status: int, data: dict[str, Any]) -> None:
+        """The peer answered our handshake with an error: try it again in a while."""
+        peer.refused_until = time.monotonic() + 30
+        self.log.info("peer_refused", peer=peer.url, status=status, error=data.get("error"), detail=data.get("detail"))
+
     async def _handshake(self, peer: Peer) -> None:
         me = self.node.key
         assert me is not None
@@ -487,9 +480,7 @@ class PeerManager:
         async with self.http.post(peer.url + "/peer/hello", json=hello) as resp:
             data = await _json_answer(resp)
             if resp.status != 200:
-                peer.refused_until = time.monotonic() + 30
-                self.log.info("peer_refused", peer=peer.url, status=resp.status, error=data.get("error"),
-                              detail=data.get("detail"))
+                self._refused(peer, resp.status, data)
                 return
         their_key = bytes.fromhex(data["key"])
         theirs = bytes.fromhex(data["challenge"])
@@ -511,9 +502,7 @@ class PeerManager:
         async with self.http.post(peer.url + "/peer/handshake", json=answer) as resp:
             data = await _json_answer(resp)
             if resp.status != 200:
-                peer.refused_until = time.monotonic() + 30
-                self.log.info("peer_refused", peer=peer.url, status=resp.status, error=data.get("error"),
-                              detail=data.get("detail"))
+                self._refused(peer, resp.status, data)
                 return
         for other in list(self.peers.values()):  # one outbound session per key (one node under two URLs)
             if other is not peer and other.key == their_key and other.token is not None:
