@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from ledger.genesis import Genesis
 from ledger.keys import AccountKey
 from ledger.store import LevelKV
 from ledger.tx import COIN, Transfer, encode_tx, sign_tx
+from devnet.nodes import stop_process
 from node.keyfile import save_key
 
 MSGPACK = {"Content-Type": "application/msgpack"}
@@ -62,13 +62,7 @@ class NodeProcess:
         self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
 
 

@@ -66,6 +66,23 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = STOP_TIMEOUT_S) -> None:
+    """Stop a node process the way an operator would: SIGTERM, wait, SIGKILL if it does not stop."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_process(proc)
+
+
+def kill_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL and reap."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 class NodeProc:
     """One node process of the devnet."""
 
@@ -157,21 +174,13 @@ class NodeProc:
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM and wait; SIGKILL if it does not stop in time. Returns the exit code."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc, timeout)
         self._close_log()
         return self.returncode
 
     def kill(self) -> None:
         """SIGKILL: what a power cut does to a node."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        kill_process(self.proc)
         self._close_log()
 
     def log_tail(self, lines: int = 25) -> str:

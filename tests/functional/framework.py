@@ -55,6 +55,7 @@ from typing import Any, Callable, Iterable, TypeVar
 from ledger.block import decode_block
 from ledger.chain import Chain
 from ledger.encoding import decode
+from devnet.nodes import kill_process, stop_process
 from ledger.keys import DOMAIN_PEER, AccountKey, signing_bytes, verify_ed25519
 from netproxy import Link, ProxyHub
 from ledger.testing import Net, make_net
@@ -247,20 +248,12 @@ class NodeProcess:
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM and wait; SIGKILL if it does not stop in time. Returns the exit code."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc, timeout)
         self._close_log()
         return self.returncode
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        kill_process(self.proc)
         self._close_log()
 
     def _close_log(self) -> None:
