@@ -140,3 +140,11 @@ class MeterState:
         self.import_register = fields.import_register
         self.next_start += self.interval_s
         return sign_reading(self.key, chain_id, fields)
+
+
+def flip_bits(data: bytes, bits: list[int]) -> bytes:
+    """`data` with the given bit positions (modulo its length) inverted: fuzzing valid encodings."""
+    out = bytearray(data)
+    for bit in bits:
+        out[(bit // 8) % len(out)] ^= 1 << (bit % 8)
+    return bytes(out)

@@ -14,7 +14,7 @@ from ledger.block import Block, BlockHeader, decode_block, decode_header, seal_b
 from ledger.encoding import MAX_MESSAGE_BYTES, U64_MAX, decode, decode_obj, encode, encode_obj, to_wire
 from ledger.errors import DecodeError, Rejected
 from ledger.keys import AccountKey, MeterKey
-from ledger.testing import CHAIN_ID, GENESIS_MS
+from ledger.testing import CHAIN_ID, GENESIS_MS, flip_bits
 from ledger.tx import (MAX_TX_BYTES, AcceptOffer, CancelOffer, CancelOrder, Deliver, EnrollMeter, MeterReading,
                        PlaceOrder, PostOffer, ReadingFields, Redeem, RevokeMeter, SignedTx, Transfer, TransferWh,
                        decode_tx, encode_tx, sign_reading, sign_tx)
@@ -356,19 +356,12 @@ def test_fuzz_truncated_block_never_decodes(cut: int) -> None:
         decode_block(VALID_BLOCK_BYTES[:cut], CHAIN_ID, 100)
 
 
-def _flip(data: bytes, bits: list[int]) -> bytes:
-    out = bytearray(data)
-    for bit in bits:
-        out[(bit // 8) % len(out)] ^= 1 << (bit % 8)
-    return bytes(out)
-
-
 @FUZZ
 @given(st.sampled_from(range(len(TXS))), st.lists(st.integers(min_value=0, max_value=1 << 16), min_size=1,
                                                    max_size=3))
 def test_fuzz_bit_flipped_tx(index: int, bits: list[int]) -> None:
     original = VALID_TX_BYTES[index]
-    data = _flip(original, bits)
+    data = flip_bits(original, bits)
     try:
         tx = decode_tx(data, CHAIN_ID)
     except Rejected:
@@ -381,7 +374,7 @@ def test_fuzz_bit_flipped_tx(index: int, bits: list[int]) -> None:
 @FUZZ
 @given(st.lists(st.integers(min_value=0, max_value=1 << 20), min_size=1, max_size=3))
 def test_fuzz_bit_flipped_block(bits: list[int]) -> None:
-    _decode_any_block(_flip(VALID_BLOCK_BYTES, bits))
+    _decode_any_block(flip_bits(VALID_BLOCK_BYTES, bits))
 
 
 @FUZZ
