@@ -87,7 +87,8 @@ class Miner:
         self._cancelled = 0
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx, initializer=exit_with_parent)
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx,
+                                   initializer=exit_with_parent, initargs=(os.getpid(),))
         for _ in range(self.workers):
             pool.submit(_warm_up)
         return pool

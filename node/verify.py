@@ -13,6 +13,7 @@ needs the GIL, which the busy main thread holds, and that cost more than the che
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from collections import deque
 from multiprocessing.connection import Connection
@@ -35,9 +36,9 @@ def verify_items(items: list[Item]) -> list[bool]:
             for reading, pub, sig, msg in items]
 
 
-def _worker(conn: Connection) -> None:
+def _worker(conn: Connection, parent: int) -> None:
     """Receive a whole batch in one message (so the sender never blocks on a full pipe), answer per chunk."""
-    exit_with_parent()  # the pipe's EOF ends it too, but not while it is busy with a batch
+    exit_with_parent(parent)  # the pipe's EOF ends it too, but not while it is busy with a batch
     conn.send(READY)  # imports done: the first block does not wait for a process still starting
     while True:
         try:
@@ -56,7 +57,7 @@ class _Worker:
 
     def __init__(self, ctx: Any) -> None:
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker, args=(child,), daemon=True)
+        self.process = ctx.Process(target=_worker, args=(child, os.getpid()), daemon=True)
         self.process.start()
         child.close()
         self.pending: deque[_Chunk] = deque()

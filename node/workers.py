@@ -12,10 +12,9 @@ import time
 PARENT_POLL_S = 0.5
 
 
-def exit_with_parent() -> None:
-    """Process-pool initializer: exit this process as soon as the process that started it is gone."""
-    parent = os.getppid()
-
+def exit_with_parent(parent: int) -> None:
+    """Process-pool initializer: exit this process as soon as `parent` (the node's pid, passed in, since
+    the node may already be gone when this runs) is no longer its parent."""
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_POLL_S)
