@@ -34,6 +34,10 @@ WALLET_ROLE = {SOLAR: "producer", HOUSEHOLD: "consumer", PROSUMER: "prosumer"}
 INTERVAL_MODES = ("900", "1800", "mixed")
 
 
+# How far back a new devnet's genesis is dated: the simulated clock starts at yesterday's local midnight
+# (at most 48 h ago), and a meter mints nothing from before its enrollment at genesis.
+HISTORY_S = 2 * 86400 + 3600
+
 def interval_for(index: int, mode: str) -> int:
     """15-minute meters (next generation), 30-minute meters (today's Japanese meters), or a mix: every
     fourth meter reads every 30 minutes."""
@@ -50,8 +54,11 @@ def create_devnet(root: str | Path, authorities: int = 3, observers: int = 1, me
                   min_difficulty: int = 256, min_fee: int = 1000, base_port: int = DEFAULT_BASE_PORT,
                   host: str = "127.0.0.1", interval: str = "mixed", wallet_coin: int = DEFAULT_COIN,
                   authority_coin: int = AUTHORITY_COIN, site: Site = Site(),
-                  timestamp_ms: int | None = None) -> Devnet:
-    """Write a new devnet directory and return its index. Refuses a directory that already has one."""
+                  timestamp_ms: int | None = None, meters_from_s: int | None = None) -> Devnet:
+    """Write a new devnet directory and return its index. Refuses a directory that already has one.
+    Genesis is dated HISTORY_S back by default, so the simulated history (yesterday from local midnight)
+    comes after every meter's enrollment; `meters_from_s` lets the genesis meters start earlier (at most
+    ledger.genesis.MAX_GENESIS_BACKFILL_S before genesis)."""
     root = Path(root)
     if (root / INDEX).exists():
         raise LayoutError(f"{root} already holds a devnet ({INDEX}); reuse it or choose another --dir")
@@ -103,8 +110,9 @@ def create_devnet(root: str | Path, authorities: int = 3, observers: int = 1, me
                          source=SOURCE[kind], rated_w=profile.rated_w, interval_s=interval_s, pv_w=profile.pv_w,
                          load_scale=profile.load_scale, home=nodes[i % len(nodes)].name)
         meter_specs.append(spec)
+        first_start = None if meters_from_s is None else -(-meters_from_s // interval_s) * interval_s
         genesis_meters.append(GenesisMeter(mkey.public, wallet_keys[-1].address, spec.kind, spec.rated_w,
-                                           interval_s, spec.source))
+                                           interval_s, spec.source, first_start))
     for i in range(traders):
         add_wallet(f"trader-{i:02d}", "trader")
 
@@ -112,7 +120,7 @@ def create_devnet(root: str | Path, authorities: int = 3, observers: int = 1, me
     if authority_coin:
         allocations += [(k.address, authority_coin) for k in node_keys[:authorities]]
     if timestamp_ms is None:
-        timestamp_ms = int(time.time() * 1000) - block_interval_ms
+        timestamp_ms = (int(time.time()) - HISTORY_S) // 1800 * 1800 * 1000
     genesis = Genesis(chain_id=chain_id, timestamp_ms=timestamp_ms,
                       authorities=tuple(k.public for k in node_keys[:authorities]),
                       observers=tuple(k.public for k in node_keys[authorities:]),

@@ -62,7 +62,9 @@ class DevnetRun:
         self.supervisor = supervisor
         self.pool = NodePool(devnet.urls, timeout_s=5.0)
         self.status_pool = NodePool(devnet.urls, timeout_s=2.0)
-        self.clock = SimClock(sim_start(devnet, options.history_s), options.speed)
+        # never before genesis: the meters are enrolled there, and nothing before it can mint
+        genesis_s = devnet.genesis().timestamp_ms / 1000
+        self.clock = SimClock(max(sim_start(devnet, options.history_s), genesis_s), options.speed)
         self.sim = Simulator(devnet, self.pool, self.clock, tamper=options.tamper, span_s=options.sim_span_s,
                              seed=options.seed)
         self.market = Market(devnet, self.pool, seed=options.seed, tick_s=options.market_tick_s,

@@ -31,6 +31,7 @@ INTERVAL_IN_FUTURE = "interval_in_future"
 ENERGY_EXCEEDS_RATING = "energy_exceeds_rating"
 REGISTER_MISMATCH = "register_mismatch"
 KIND_MISMATCH = "kind_mismatch"
+INTERVAL_BEFORE_ENROLLMENT = "interval_before_enrollment"  # a stolen key cannot mint the past
 
 # Redemption
 EXCEEDS_CONSUMPTION = "exceeds_consumption"
@@ -68,6 +69,17 @@ TOO_MANY_TXS = "too_many_txs"
 BLOCK_TOO_LARGE = "block_too_large"  # encoded block above ledger.block.MAX_BLOCK_BYTES
 INVALID_TX = "invalid_tx"
 KNOWN_INVALID = "known_invalid"
+SEAL_OUT_OF_BOUNDS = "seal_out_of_bounds"  # claimed hashes or energy beyond what the block allows
+DIFFICULTY_TOO_HIGH = "difficulty_too_high"
+FINALITY_CONFLICT = "finality_conflict"  # the block is not a descendant of the finalized block
+BLOCK_FAILED = "block_failed"  # validating or applying raised something other than Rejected
+
+# Finality votes and authority governance
+NOT_VOTER = "not_voter"  # the vote's key is not in the current authority set
+VOTE_SOURCE = "vote_source"  # the vote's source is not this chain's justified checkpoint
+VOTE_TARGET = "vote_target"  # the vote's target is not a block of this chain above its source
+ALREADY_VOTED = "already_voted"
+INVALID_PROPOSAL = "invalid_proposal"
 
 
 class Rejected(Exception):

@@ -289,6 +289,14 @@ class StateOverlay:
     def params(self) -> list[Any]:
         return self._load(K_PARAMS, _unpack)
 
+    def record(self, key: bytes, cls: type[R]) -> R | None:
+        """A record of any type under `key` (None if absent); mutate it in place to change it."""
+        return self._load(key, cls.unpack)
+
+    def value(self, key: bytes) -> Any:
+        """A plain msgpack value under `key` (None if absent)."""
+        return self._load(key, _unpack)
+
     # commit ---------------------------------------------------------------------------------------
     def commit(self) -> tuple[dict[bytes, bytes | None], list[list[Any]]]:
         """Encode what changed: (writes, undo entries [key, old bytes or None]); updates the root."""

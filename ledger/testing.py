@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .block import Block, mine
 from .chain import Chain
 from .errors import Rejected
-from .genesis import Genesis, GenesisMeter
+from .genesis import MAX_GENESIS_BACKFILL_S, Genesis, GenesisMeter
 from .keys import P256_ORDER, AccountKey, MeterKey
 from .store import KV, MemoryKV
 from .tx import COIN, Body, MeterReading, ReadingFields, SignedTx, Tx, sign_reading, sign_tx
@@ -58,7 +58,8 @@ def make_net(authorities: int = 3, accounts: int = 4, coin: int = 1_000 * COIN, 
         chain_id=CHAIN_ID, timestamp_ms=GENESIS_MS, authorities=tuple(a.public for a in auth),
         allocations=tuple(sorted(funded)), min_difficulty=min_difficulty,
         block_interval_ms=block_interval_ms, min_fee=min_fee, max_block_txs=max_block_txs,
-        meters=tuple(GenesisMeter(m.public, accts[i % len(accts)].address, meter_kind, rated_w, interval_s, "solar")
+        meters=tuple(GenesisMeter(m.public, accts[i % len(accts)].address, meter_kind, rated_w, interval_s, "solar",
+                                  first_start=-(-(GENESIS_MS // 1000 - MAX_GENESIS_BACKFILL_S) // interval_s) * interval_s)
                      for i, m in enumerate(mkeys)))
     return Net(genesis, auth, accts, mkeys)
 
@@ -111,6 +112,12 @@ def rejection(chain: Chain, net: Net, tx: Tx, gap_ms: int = 0) -> Rejected | Non
 def gap_until(chain: Chain, net: Net, timestamp_ms: int) -> int:
     """The gap_ms that times the next in-turn block at `timestamp_ms` or later (0 if that is already so)."""
     return max(0, timestamp_ms - in_turn_slot(chain, net)[1])
+
+
+def advance_to(chain: Chain, net: Net, unix_s: int) -> Block:
+    """Import an empty block timed at `unix_s` or later, so the next block's parent time has reached it
+    (a reading's interval mints only once it has ended by the parent block's time)."""
+    return extend(chain, net, gap_ms=gap_until(chain, net, unix_s * 1000))
 
 
 def make_tx(chain: Chain, key: AccountKey, body: Body, nonce: int | None = None, fee: int | None = None) -> SignedTx:

@@ -10,6 +10,7 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import consensus
 from . import errors as E
 from .encoding import encode
 from .errors import Rejected
@@ -17,8 +18,8 @@ from .keys import address_of, meter_id_of, valid_meter_public
 from .state import (Lot, Meter, Offer, Order, StateOverlay, Trade, holdings_available, holdings_insert,
                     holdings_take, k_lot, k_meter, k_offer, k_order, k_trade, lot_id_of)
 from .tx import (BUY, CONSUMPTION, GENERATION, INTERVALS, METER_KINDS, SELL, SOURCES, AcceptOffer,
-                 CancelOffer, CancelOrder, Deliver, EnrollMeter, MeterReading, PlaceOrder, PostOffer, Redeem,
-                 RevokeMeter, SignedTx, Transfer, TransferWh, Tx, cost)
+                 AuthorityVote, CancelOffer, CancelOrder, Deliver, EnrollMeter, MeterReading, PlaceOrder, PostOffer,
+                 Redeem, RevokeMeter, SignedTx, Transfer, TransferWh, Tx, Vote, cost)
 
 MAX_WINDOW_S = 90 * 86400
 U64 = (1 << 64) - 1
@@ -40,13 +41,21 @@ class Params:
         return cls(rec[0], tuple(rec[1]), tuple(rec[2]), rec[3], rec[4], rec[5], rec[6])
 
 
+def _no_ancestor(height: int) -> bytes | None:
+    return None
+
+
 @dataclass
 class BlockContext:
-    """What a rule may know about the block it runs in (never the wall clock)."""
+    """What a rule may know about the block it runs in (never the wall clock). `parent_timestamp_ms` is a
+    time every honest validator agrees has passed (the proposer's own timestamp may run ahead of their
+    clocks); `ancestor(h)` is the hash of this branch's block at height h < height (finality votes)."""
     height: int
     timestamp_ms: int
     proposer: bytes
     params: Params
+    parent_timestamp_ms: int = 0
+    ancestor: Callable[[int], bytes | None] = _no_ancestor
     fees: int = 0
     index: dict[bytes, bytes] = field(default_factory=dict)  # history and provenance index entries
     _seq: int = 0
@@ -82,6 +91,7 @@ class Transition:
             RevokeMeter: self._revoke, Redeem: self._redeem, PostOffer: self._post_offer,
             AcceptOffer: self._accept_offer, Deliver: self._deliver, CancelOffer: self._cancel_offer,
             PlaceOrder: self._place_order, CancelOrder: self._cancel_order,
+            AuthorityVote: self._authority_vote,
         }
 
     # entry point --------------------------------------------------------------------------------
@@ -89,6 +99,10 @@ class Transition:
         """Check and apply one transaction; raises Rejected and changes nothing if it breaks a rule."""
         if isinstance(tx, MeterReading):
             self._reading(tx, verified)
+            return
+        if isinstance(tx, Vote):
+            consensus.apply_vote(self.st, tx, self.ctx.height, self.ctx.ancestor, self.ctx.params.authorities,
+                                 verified)
             return
         if not verified and not tx.verify():
             raise Rejected(E.BAD_SIGNATURE, "account signature does not verify")
@@ -159,8 +173,15 @@ class Transition:
         self.st.globals().redeemed_wh += body.wh
 
     # meters -------------------------------------------------------------------------------------
+    def authorities(self) -> tuple[bytes, ...]:
+        """The current authority set (genesis, changed by finalized governance votes)."""
+        return consensus.authorities(self.st, self.ctx.params.authorities)
+
+    def _authority_vote(self, tx: SignedTx, body: AuthorityVote) -> None:
+        consensus.apply_authority_vote(self.st, tx, body, self.ctx.height, self.ctx.params.authorities)
+
     def _require_authority(self, tx: SignedTx) -> None:
-        if tx.sender not in self.ctx.params.authorities:
+        if tx.sender not in self.authorities():
             raise Rejected(E.NOT_AUTHORITY, "only an authority may enroll or revoke meters")
 
     def _enroll(self, tx: SignedTx, body: EnrollMeter) -> None:
@@ -179,10 +200,15 @@ class Transition:
         self.ctx.history(body.owner, tx.txid, tx.kind)
 
     def enroll_meter(self, public: bytes, owner: bytes, kind: str, rated_w: int, interval_s: int, source: str,
-                     export_register: int = 0, import_register: int = 0) -> None:
+                     export_register: int = 0, import_register: int = 0, first_start: int | None = None) -> None:
+        """Enroll a meter; its first interval starts at the first boundary after enrollment (a genesis
+        meter may name an earlier `first_start`, bounded by ledger.genesis), never at 0: a stolen key
+        cannot mint the years before the meter joined."""
         meter_id = meter_id_of(public)
-        self.st.put(k_meter(meter_id), Meter(public, owner, kind, rated_w, interval_s, source, True, 0, 0,
-                                             export_register, import_register, self.ctx.height))
+        if first_start is None:
+            first_start = -(-self.ctx.now_s // interval_s) * interval_s
+        self.st.put(k_meter(meter_id), Meter(public, owner, kind, rated_w, interval_s, source, True, 0,
+                                             first_start, export_register, import_register, self.ctx.height))
 
     def _revoke(self, tx: SignedTx, body: RevokeMeter) -> None:
         self._require_authority(tx)
@@ -207,9 +233,12 @@ class Transition:
         if f.interval_s != meter.interval_s or f.interval_start % f.interval_s:
             raise Rejected(E.INTERVAL_MISALIGNED, f"interval must be {meter.interval_s} s on a boundary")
         if f.interval_start < meter.next_start:
+            if meter.counter == 0:  # nothing accepted yet: next_start is the meter's enrollment
+                raise Rejected(E.INTERVAL_BEFORE_ENROLLMENT,
+                               f"the meter's first interval may start at {meter.next_start} (its enrollment)")
             raise Rejected(E.INTERVAL_OVERLAP, f"interval starts before {meter.next_start}")
-        if f.interval_start + f.interval_s > self.ctx.now_s:
-            raise Rejected(E.INTERVAL_IN_FUTURE, "interval has not ended at block time")
+        if f.interval_start + f.interval_s > self.ctx.parent_timestamp_ms // 1000:
+            raise Rejected(E.INTERVAL_IN_FUTURE, "interval has not ended by the parent block's time")
         limit = meter.rated_w * f.interval_s // 3600
         if f.export_wh > limit or f.import_wh > limit:
             raise Rejected(E.ENERGY_EXCEEDS_RATING, f"more than {limit} Wh in {f.interval_s} s at {meter.rated_w} W")
@@ -324,7 +353,12 @@ class Transition:
         offer.status = "cancelled"
 
     def end_block(self) -> None:
-        """Settle what expires at this block's time, then pay the fees to the proposer (deterministic)."""
+        """Settle what expires at this block's time, pay the fees to the proposer, then apply authority
+        changes whose block is finalized (deterministic)."""
+        self._end_market()
+        consensus.end_block(self.st, self.ctx.ancestor(0) or b"", self.ctx.params.authorities)
+
+    def _end_market(self) -> None:
         schedule = self.st.schedule()
         now = self.ctx.now_s
         n = 0

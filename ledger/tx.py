@@ -19,7 +19,7 @@ from typing import Any, Union
 from . import errors
 from .encoding import MAX_MESSAGE_BYTES, decode, encode, field, fixed, from_wire, text, to_wire, uint, wire
 from .errors import DecodeError, Rejected
-from .keys import DOMAIN_READING, DOMAIN_TX, AccountKey, MeterKey, address_of, signing_bytes, verify_ed25519, \
+from .keys import DOMAIN_READING, DOMAIN_TX, DOMAIN_VOTE, AccountKey, MeterKey, address_of, signing_bytes, verify_ed25519, \
     verify_p256
 
 COIN = 10**9
@@ -131,18 +131,31 @@ class CancelOrder:
     order_id: bytes = field(fixed(32))
 
 
+ADD, REMOVE = "add", "remove"
+
+
+@wire
+@dataclass(frozen=True)
+class AuthorityVote:
+    """An authority votes to add or remove an authority key; a majority of the current set passes it, and
+    it takes effect once the block where it passed is finalized (ledger/consensus.py)."""
+    action: str = field(text(8))  # "add" | "remove"
+    key: bytes = field(fixed(32))
+
+
 Body = Union[Transfer, TransferWh, EnrollMeter, RevokeMeter, Redeem, PostOffer, AcceptOffer, Deliver,
-             CancelOffer, PlaceOrder, CancelOrder]
+             CancelOffer, PlaceOrder, CancelOrder, AuthorityVote]
 
 BODY_TYPES: dict[int, type] = {
     1: Transfer, 2: TransferWh, 3: EnrollMeter, 4: RevokeMeter, 5: Redeem, 6: PostOffer, 7: AcceptOffer,
-    8: Deliver, 9: CancelOffer, 10: PlaceOrder, 11: CancelOrder,
+    8: Deliver, 9: CancelOffer, 10: PlaceOrder, 11: CancelOrder, 20: AuthorityVote,
 }
 BODY_TAGS: dict[type, int] = {cls: tag for tag, cls in BODY_TYPES.items()}
 BODY_NAMES: dict[type, str] = {
     Transfer: "transfer", TransferWh: "transfer_wh", EnrollMeter: "enroll_meter", RevokeMeter: "revoke_meter",
     Redeem: "redeem", PostOffer: "post_offer", AcceptOffer: "accept_offer", Deliver: "deliver",
     CancelOffer: "cancel_offer", PlaceOrder: "place_order", CancelOrder: "cancel_order",
+    AuthorityVote: "authority_vote",
 }
 
 
@@ -256,7 +269,54 @@ class MeterReading:
         return [2, [to_wire(self.fields), self.signature]]
 
 
-Tx = Union[SignedTx, MeterReading]
+@wire
+@dataclass(frozen=True)
+class VoteFields:
+    """A finality vote (Casper FFG link): `voter` attests that checkpoint `target` follows the justified
+    checkpoint `source` on its chain. Conflicting pairs (two targets at one height, or one vote surrounding
+    another) are evidence of misbehaviour."""
+    voter: bytes = field(fixed(32))  # authority's Ed25519 public key
+    source_height: int = field(uint())
+    source_hash: bytes = field(fixed(32))
+    target_height: int = field(uint())
+    target_hash: bytes = field(fixed(32))
+
+
+@dataclass(frozen=True)
+class Vote:
+    """An authority's signed finality vote; it pays no fee (only current authorities' votes count, each
+    once per target) and anyone may relay it."""
+    fields: VoteFields
+    signature: bytes
+    chain_id: str
+
+    @property
+    def kind(self) -> str:
+        return "vote"
+
+    def message(self) -> bytes:
+        cached = self.__dict__.get("_message")
+        if cached is None:
+            cached = signing_bytes(DOMAIN_VOTE, self.chain_id, to_wire(self.fields))
+            object.__setattr__(self, "_message", cached)
+        return cached
+
+    @property
+    def txid(self) -> bytes:
+        cached = self.__dict__.get("_txid")
+        if cached is None:
+            cached = hashlib.sha256(self.message()).digest()
+            object.__setattr__(self, "_txid", cached)
+        return cached
+
+    def verify(self) -> bool:
+        return verify_ed25519(self.fields.voter, self.signature, self.message())
+
+    def to_wire(self) -> list[Any]:
+        return [4, [to_wire(self.fields), self.signature]]
+
+
+Tx = Union[SignedTx, MeterReading, Vote]
 
 def tx_from_wire(value: Any, chain_id: str) -> Tx:
     """Check the shape of a plain tx value and build the object (signatures are checked later)."""
@@ -282,6 +342,13 @@ def tx_from_wire(value: Any, chain_id: str) -> Tx:
         if type(sig) is not bytes or not 8 <= len(sig) <= 72:
             raise DecodeError("reading: signature must be 8..72 bytes of DER")
         return MeterReading(from_wire(ReadingFields, fields), sig, chain_id)
+    if tag == 4:
+        if len(inner) != 2:
+            raise DecodeError("vote: expected [fields, signature]")
+        fields, sig = inner
+        if type(sig) is not bytes or len(sig) != 64:
+            raise DecodeError("vote: signature must be 64 bytes")
+        return Vote(from_wire(VoteFields, fields), sig, chain_id)
     raise DecodeError(f"tx: unknown type {tag}")
 
 
@@ -309,6 +376,13 @@ def sign_reading(meter: MeterKey, chain_id: str, fields: ReadingFields) -> Meter
     """What a meter does at the end of each interval."""
     unsigned = MeterReading(fields, b"", chain_id)
     return MeterReading(fields, meter.sign(unsigned.message()), chain_id)
+
+
+def sign_vote(key: AccountKey, chain_id: str, source: tuple[int, bytes], target: tuple[int, bytes]) -> Vote:
+    """What an authority does when a new block becomes its head (node/finality.py decides when)."""
+    fields = VoteFields(key.public, source[0], source[1], target[0], target[1])
+    unsigned = Vote(fields, b"", chain_id)
+    return Vote(fields, key.sign(unsigned.message()), chain_id)
 
 
 def cost(wh: int, price_per_wh: int) -> int:

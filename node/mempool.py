@@ -172,8 +172,7 @@ class Mempool:
         if chain.tx_location(tx.txid) is not None:
             raise Rejected(E.DUPLICATE, "already in the chain")
         st = StateOverlay(chain.kv, chain.head.accumulator)
-        ctx = BlockContext(chain.head.height + 1, max(now_ms, chain.head.timestamp_ms), bytes(32), chain.params)
-        tr = Transition(st, ctx)
+        tr = Transition(st, chain.admission_context(now_ms))
         for p in predecessors:
             try:
                 tr.apply(p, verified=True)

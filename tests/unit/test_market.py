@@ -11,7 +11,7 @@ from ledger.block import Block
 from ledger.chain import Chain
 from ledger.keys import AccountKey, MeterKey
 from ledger.state import lot_id_of
-from ledger.testing import CHAIN_ID, GENESIS_MS, MeterState, Net, extend, gap_until, make_net, make_tx, rejection, \
+from ledger.testing import CHAIN_ID, GENESIS_MS, MeterState, Net, advance_to, extend, gap_until, make_net, make_tx, rejection, \
     try_extend
 from ledger.transition import MAX_WINDOW_S
 from ledger.tx import COIN, AcceptOffer, Body, CancelOffer, Deliver, EnrollMeter, PostOffer, SignedTx, Transfer, \
@@ -315,9 +315,11 @@ def test_source_restricted_offer_delivers_only_that_source(m: Market) -> None:
     assert m.reason(deliver) == E.INSUFFICIENT_WH  # 1500 solar Wh do not count
     m.extend([m.tx(m.net.authorities[0], EnrollMeter(wind.public, m.seller.address, "generation", 10_000, 900,
                                                      "wind", 0, 0))])
-    wind_meter = MeterState(wind, start=GENESIS_S - 900)
+    wind_start = m.chain.meter(wind.meter_id).next_start  # the first interval after its enrollment
+    advance_to(m.chain, m.net, wind_start + 900)
+    wind_meter = MeterState(wind, start=wind_start)
     m.extend([wind_meter.read(CHAIN_ID, 250)])
-    wind_lot = lot_id_of(GENESIS_S - 900, wind.meter_id)
+    wind_lot = lot_id_of(wind_start, wind.meter_id)
     assert m.chain.holdings(m.seller.address) == sorted([(m.lots[0], 500, "solar"), (m.lots[1], 500, "solar"),
                                                          (m.lots[2], 500, "solar"), (wind_lot, 250, "wind")])
     assert wind_lot > m.lots[1]  # older solar lots come first, yet only wind may be delivered

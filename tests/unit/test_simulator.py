@@ -175,7 +175,8 @@ def test_clock_runs_fast_from_the_past_and_never_passes_real_time() -> None:
 @pytest.fixture
 def devnet(tmp_path: Path) -> Devnet:
     return create_devnet(tmp_path / "dn", authorities=3, observers=1, meters=8, traders=1, seed=11,
-                         block_interval_ms=500, min_difficulty=1, interval="mixed", timestamp_ms=GENESIS_MS)
+                         block_interval_ms=500, min_difficulty=1, interval="mixed", timestamp_ms=GENESIS_MS,
+                         meters_from_s=GENESIS_S - 86400)
 
 
 def chain_and_net(devnet: Devnet) -> tuple[Chain, Net]:
