@@ -150,10 +150,8 @@ def governance(st: StateOverlay) -> Governance:
 
 def end_block(st: StateOverlay, genesis_hash: bytes, genesis_set: tuple[bytes, ...]) -> None:
     """Apply scheduled authority changes whose block is now finalized (the same block on every node)."""
-    if st.value(K_GOVERNANCE) is None:
-        return
-    gov = governance(st)
-    if not gov.scheduled:
+    gov = st.record(K_GOVERNANCE, Governance)
+    if gov is None or not gov.scheduled:
         return
     finalized = finality(st, genesis_hash).finalized_height
     due = [s for s in gov.scheduled if s[2] <= finalized]

@@ -294,7 +294,8 @@ class StateOverlay:
         return self._load(key, cls.unpack)
 
     def value(self, key: bytes) -> Any:
-        """A plain msgpack value under `key` (None if absent)."""
+        """A plain msgpack value under `key` (None if absent). A key is read either as a record or as a
+        plain value, never both: the overlay caches one decoded form per key."""
         return self._load(key, _unpack)
 
     # commit ---------------------------------------------------------------------------------------
