@@ -129,6 +129,7 @@ class Trade(Record):
     source: str
     status: str  # open | delivered | settled
     height: int
+    updated: int = 0  # height of the last block that changed it (delivery, settlement): its finality
 
 
 @record
@@ -145,6 +146,7 @@ class Order(Record):
     height: int
     filled_wh: int = 0
     paid_coin: int = 0  # buy: coin paid for fills; sell: coin received
+    updated: int = 0  # height of the last block that changed it (a fill, a cancel): its finality
 
 
 @record

@@ -337,6 +337,7 @@ class Transition:
         self._need_wh(trade.seller, body.wh, trade.source)
         self._move_wh(tx.txid, trade.seller, trade.buyer, body.wh, trade.source, tx.kind)
         trade.delivered += body.wh
+        trade.updated = self.ctx.height
         release = trade.escrow * trade.delivered // trade.wh - trade.released  # exact: full delivery = escrow
         trade.released += release
         self.st.account(trade.buyer).locked_coin -= release
@@ -384,6 +385,7 @@ class Transition:
         refund = trade.escrow - trade.released
         trade.refunded = refund
         trade.status = "settled"
+        trade.updated = self.ctx.height
         if refund:
             buyer = self.st.account(trade.buyer)
             buyer.locked_coin -= refund
@@ -462,6 +464,7 @@ class Transition:
         for order in (buy, sell):
             order.remaining -= wh
             order.filled_wh += wh
+            order.updated = self.ctx.height
         buy.paid_coin += paid
         sell.paid_coin += paid
         self.st.globals().settled_wh += wh
@@ -490,3 +493,4 @@ class Transition:
             order.lots = []
             sells.remove([order.price_per_wh, order.seq, body.order_id])
         order.status = "cancelled"
+        order.updated = self.ctx.height

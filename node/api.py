@@ -65,6 +65,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/trades/{trade_id}", "trade"),
     ("GET", "/energy", "energy"),
     ("GET", "/evidence", "evidence"),
+    ("GET", "/authorities", "authorities"),
     ("GET", "/metrics", "metrics"),
     ("GET", "/openapi.json", "openapi"),
     ("POST", "/admin/grid-signal", "grid_signal"),
@@ -202,8 +203,13 @@ class Api:
     # chain ----------------------------------------------------------------------------------------
     async def status(self, request: web.Request) -> web.Response:
         node, chain = self.node, self.chain
+        fin = chain.finality()
         return ok({"chain_id": chain.chain_id, "genesis": chain.genesis_block.hash.hex(), "height": chain.height,
                    "head": chain.head_hash.hex(), "total_work": chain.head.total_work, "time_ms": now_ms(),
+                   "head_time_ms": chain.head.timestamp_ms,
+                   "justified_height": fin["justified_height"], "justified_hash": fin["justified_hash"].hex(),
+                   "finalized_height": fin["finalized_height"], "finalized_hash": fin["finalized_hash"].hex(),
+                   "finality_lag_blocks": chain.height - fin["finalized_height"],
                    "node_key": node.key.public.hex() if node.key else None, "authority": node.authority,
                    "syncing": node.peers.syncing, "mempool": len(node.mempool),
                    "peers": node.peers.status_list()})
@@ -246,8 +252,23 @@ class Api:
         return ok({"blocks": out})
 
     async def evidence(self, request: web.Request) -> web.Response:
+        """Double-signed blocks, and conflicting finality votes with both signed votes (hex of their
+        canonical tx bytes, which POST /tx and any verifier take as they are)."""
         return ok({"evidence": [{"proposer": e["proposer"].hex(), "height": e["height"],
-                                 "blocks": [b.hex() for b in e["blocks"]]} for e in self.chain.evidence()]})
+                                 "blocks": [b.hex() for b in e["blocks"]]} for e in self.chain.evidence()],
+                   "votes": [{"voter": e["voter"].hex(), "target_height": e["target_height"], "kind": e["kind"],
+                              "votes": [v.hex() for v in e["votes"]]} for e in self.chain.vote_evidence()]})
+
+    async def authorities(self, request: web.Request) -> web.Response:
+        """The authority set that signs the next block, proposals not yet passed, and changes that passed
+        and wait for their block to be finalized."""
+        chain = self.chain
+        gov = chain.governance()
+        return ok({"authorities": [a.hex() for a in chain.authorities],
+                   "proposals": [{"action": action, "key": key.hex(), "votes": [v.hex() for v in voters]}
+                                 for action, key, voters in gov.proposals],
+                   "scheduled": [{"action": action, "key": key.hex(), "passed_height": height}
+                                 for action, key, height in gov.scheduled]})
 
     # transactions ---------------------------------------------------------------------------------
     async def post_tx(self, request: web.Request) -> web.Response:
@@ -274,8 +295,8 @@ class Api:
             block = self.chain.block(block_hash)
             assert block is not None
             return ok({"txid": txid.hex(), "status": "included", "height": height, "block": block_hash.hex(),
-                       "index": index, "tx": tx_json(block.txs[index])})
-        pending = self.node.mempool.get(txid)
+                       "index": index, "final": self.chain.is_final(height), "tx": tx_json(block.txs[index])})
+        pending = self.node.mempool.get(txid) or self.node.votes.get(txid)
         if pending is not None:
             return ok({"txid": txid.hex(), "status": "pending", "tx": tx_json(pending)})
         dropped = self.node.mempool.dropped.get(txid)
@@ -297,7 +318,7 @@ class Api:
     async def account_history(self, request: web.Request) -> web.Response:
         addr = _address(request.match_info["addr"])
         limit = _int_query(request, "limit", 50, 1, 1000)
-        return ok({"history": [{"height": h, "txid": txid.hex(), "kind": kind}
+        return ok({"history": [{"height": h, "txid": txid.hex(), "kind": kind, "final": self.chain.is_final(h)}
                                for h, txid, kind in self.chain.history(addr, limit)]})
 
     # meters and lots ------------------------------------------------------------------------------
@@ -356,7 +377,7 @@ class Api:
         for order_id, o in self.chain.orders():
             if (owner is not None and o.owner != owner) or (status and o.status != status):
                 continue
-            out.append(order_json(order_id, o))
+            out.append(order_json(order_id, o, self.chain.head.finalized))
             if len(out) >= MAX_LIST:
                 break
         return ok({"orders": out})
@@ -368,7 +389,7 @@ class Api:
         for trade_id, t in self.chain.trades():
             if (party is not None and party not in (t.seller, t.buyer)) or (status and t.status != status):
                 continue
-            out.append(trade_json(trade_id, t))
+            out.append(trade_json(trade_id, t, self.chain.head.finalized))
             if len(out) >= MAX_LIST:
                 break
         return ok({"trades": out})
@@ -378,7 +399,7 @@ class Api:
         t = self.chain.trade(trade_id)
         if t is None:
             raise ApiError(NOT_FOUND, f"no trade {trade_id.hex()}")
-        return ok(trade_json(trade_id, t))
+        return ok(trade_json(trade_id, t, self.chain.head.finalized))
 
     # energy and operations ------------------------------------------------------------------------
     async def energy(self, request: web.Request) -> web.Response:

@@ -11,7 +11,11 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.height = Gauge("kwh_height", "Height of the head block", registry=r)
-        self.total_work = Gauge("kwh_total_work", "Total work of the head chain", registry=r)
+        self.total_work = Gauge("kwh_total_work", "Fork-choice weight of the head chain (2 per in-turn block, "
+                                "1 per out-of-turn block)", registry=r)
+        self.finalized_height = Gauge("kwh_finalized_height", "Height of the last finalized block", registry=r)
+        self.finality_lag = Gauge("kwh_finality_lag_blocks", "Head height minus finalized height", registry=r)
+        self.vote_evidence = Counter("kwh_vote_evidence", "Conflicting finality votes seen", registry=r)
         self.mempool_size = Gauge("kwh_mempool_size", "Pending transactions and readings", registry=r)
         self.peers = Gauge("kwh_peers", "Peers with a live session", registry=r)
         self.syncing = Gauge("kwh_syncing", "1 while catching up with a peer", registry=r)

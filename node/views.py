@@ -8,7 +8,7 @@ from typing import Any
 from ledger.block import Block
 from ledger.keys import format_address
 from ledger.state import Account, Lot, Meter, Offer, Order, Trade
-from ledger.tx import MeterReading, SignedTx, Tx
+from ledger.tx import MeterReading, SignedTx, Tx, Vote
 
 # The states of market objects (ledger/state.py), which the list routes filter by.
 OFFER_STATUSES = ("open", "filled", "cancelled", "expired")
@@ -38,6 +38,11 @@ def tx_json(tx: Tx) -> dict[str, Any]:
                 "interval_start": f.interval_start, "interval_s": f.interval_s, "export_wh": f.export_wh,
                 "import_wh": f.import_wh, "export_register": f.export_register,
                 "import_register": f.import_register, "counter": f.counter, "signature": tx.signature.hex()}
+    if isinstance(tx, Vote):
+        f = tx.fields
+        return {"txid": tx.txid.hex(), "kind": "vote", "voter": f.voter.hex(), "source_height": f.source_height,
+                "source_hash": f.source_hash.hex(), "target_height": f.target_height,
+                "target_hash": f.target_hash.hex(), "signature": tx.signature.hex()}
     assert isinstance(tx, SignedTx)
     out: dict[str, Any] = {"txid": tx.txid.hex(), "kind": tx.kind, "sender": format_address(tx.sender_address),
                            "sender_key": tx.sender.hex(), "nonce": tx.nonce, "fee": tx.fee}
@@ -93,15 +98,25 @@ def offer_json(offer_id: bytes, o: Offer) -> dict[str, Any]:
             "source": o.source, "status": o.status, "height": o.height}
 
 
-def order_json(order_id: bytes, o: Order) -> dict[str, Any]:
-    return {"order_id": order_id.hex(), "owner": format_address(o.owner), "side": o.side,
-            "price_per_wh": o.price_per_wh, "wh": o.wh, "remaining": o.remaining, "filled_wh": o.filled_wh,
-            "paid_coin": o.paid_coin, "status": o.status, "seq": o.seq, "height": o.height}
+def order_json(order_id: bytes, o: Order, finalized: int | None = None) -> dict[str, Any]:
+    """`final`: no block above the finalized height changed the order (its fills cannot be reverted)."""
+    out = {"order_id": order_id.hex(), "owner": format_address(o.owner), "side": o.side,
+           "price_per_wh": o.price_per_wh, "wh": o.wh, "remaining": o.remaining, "filled_wh": o.filled_wh,
+           "paid_coin": o.paid_coin, "status": o.status, "seq": o.seq, "height": o.height,
+           "updated_height": max(o.height, o.updated)}
+    if finalized is not None:
+        out["final"] = out["updated_height"] <= finalized
+    return out
 
 
-def trade_json(trade_id: bytes, t: Trade) -> dict[str, Any]:
-    return {"trade_id": trade_id.hex(), "offer_id": t.offer_id.hex(), "seller": format_address(t.seller),
-            "buyer": format_address(t.buyer), "wh": t.wh, "price_per_wh": t.price_per_wh, "escrow": t.escrow,
-            "delivered": t.delivered, "released": t.released, "refunded": t.refunded,
-            "window_start": t.window_start, "window_end": t.window_end, "source": t.source, "status": t.status,
-            "height": t.height}
+def trade_json(trade_id: bytes, t: Trade, finalized: int | None = None) -> dict[str, Any]:
+    """`final`: no block above the finalized height changed the trade (its escrow releases and refund
+    cannot be reverted)."""
+    out = {"trade_id": trade_id.hex(), "offer_id": t.offer_id.hex(), "seller": format_address(t.seller),
+           "buyer": format_address(t.buyer), "wh": t.wh, "price_per_wh": t.price_per_wh, "escrow": t.escrow,
+           "delivered": t.delivered, "released": t.released, "refunded": t.refunded,
+           "window_start": t.window_start, "window_end": t.window_end, "source": t.source, "status": t.status,
+           "height": t.height, "updated_height": max(t.height, t.updated)}
+    if finalized is not None:
+        out["final"] = out["updated_height"] <= finalized
+    return out

@@ -287,7 +287,7 @@ def test_every_route_is_served_and_described(net: NodeNet) -> None:
     assert get(node, "/market/orderbook") == {"buys": [], "sells": []}
     assert get(node, f"/market/orders?owner={a}") == {"orders": []}
     assert get(node, f"/trades?party={a}") == {"trades": []}
-    assert get(node, "/evidence") == {"evidence": []}
+    assert get(node, "/evidence") == {"evidence": [], "votes": []}
     energy = get(node, "/energy?limit=3")
     assert len(energy["blocks"]) == 3 and energy["total"]["blocks"] >= 3
     assert set(energy) >= {"minted_wh", "settled_wh", "redeemed_wh", "consumed_wh", "ledger_kwh_per_settled_kwh",
@@ -364,4 +364,4 @@ def test_a_lonely_fork_is_reorganised_away_and_its_tx_included_again(node_net: A
             and len({s["block"] for s in states}) == 1
 
     wait_until(included_on_main, 30, 0.2, "the tx of the reverted block is mined again on the main chain")
-    assert get(lonely, "/evidence") == {"evidence": []}
+    assert get(lonely, "/evidence") == {"evidence": [], "votes": []}
