@@ -75,13 +75,19 @@ def _include(node: NodeProcess, txs: list[Tx]) -> None:
                message="seed txs included")
 
 
+def _unfinalized(listing: dict[str, Any], key: str) -> dict[str, Any]:
+    """A listing without its `final` flags, which turn true by themselves as blocks are finalized."""
+    return {key: [{k: v for k, v in item.items() if k != "final"} for item in listing[key]]}
+
+
 def _snapshot(net: NodeNet, node: NodeProcess) -> dict[str, Any]:
     """Everything a client could lose: balances of every key in genesis, meters, market, evidence."""
     keys = net.net.accounts + net.net.authorities
     return {"accounts": {k.address_text: get(node, f"/accounts/{k.address_text}") for k in keys},
             "lots": {k.address_text: get(node, f"/accounts/{k.address_text}/lots") for k in keys},
             "meters": get(node, "/meters"), "offers": get(node, "/market/offers"),
-            "orders": get(node, "/market/orders"), "trades": get(node, "/trades"),
+            "orders": _unfinalized(get(node, "/market/orders"), "orders"),
+            "trades": _unfinalized(get(node, "/trades"), "trades"),
             "book": get(node, "/market/orderbook"), "evidence": get(node, "/evidence"),
             "mempool": get(node, "/status")["mempool"]}
 
