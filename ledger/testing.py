@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .block import Block, mine
 from .chain import Chain
 from .errors import Rejected
-from .genesis import MAX_GENESIS_BACKFILL_S, Genesis, GenesisMeter
+from .genesis import Genesis, GenesisMeter
 from .keys import P256_ORDER, AccountKey, MeterKey
 from .store import KV, MemoryKV
-from .tx import COIN, Body, MeterReading, ReadingFields, SignedTx, Tx, sign_reading, sign_tx
+from .tx import MAX_METER_BACKFILL_S, COIN, Body, MeterReading, ReadingFields, SignedTx, Tx, sign_reading, sign_tx
 
 CHAIN_ID = "kwh-test"
 GENESIS_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -59,7 +59,7 @@ def make_net(authorities: int = 3, accounts: int = 4, coin: int = 1_000 * COIN, 
         allocations=tuple(sorted(funded)), min_difficulty=min_difficulty,
         block_interval_ms=block_interval_ms, min_fee=min_fee, max_block_txs=max_block_txs,
         meters=tuple(GenesisMeter(m.public, accts[i % len(accts)].address, meter_kind, rated_w, interval_s, "solar",
-                                  first_start=-(-(GENESIS_MS // 1000 - MAX_GENESIS_BACKFILL_S) // interval_s) * interval_s)
+                                  first_start=-(-(GENESIS_MS // 1000 - MAX_METER_BACKFILL_S) // interval_s) * interval_s)
                      for i, m in enumerate(mkeys)))
     return Net(genesis, auth, accts, mkeys)
 

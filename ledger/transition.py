@@ -17,8 +17,8 @@ from .errors import Rejected
 from .keys import address_of, meter_id_of, valid_meter_public
 from .state import (Lot, Meter, Offer, Order, StateOverlay, Trade, holdings_available, holdings_insert,
                     holdings_take, k_lot, k_meter, k_offer, k_order, k_trade, lot_id_of)
-from .tx import (BUY, CONSUMPTION, GENERATION, INTERVALS, METER_KINDS, SELL, SOURCES, AcceptOffer,
-                 AuthorityVote, CancelOffer, CancelOrder, Deliver, EnrollMeter, MeterReading, PlaceOrder, PostOffer,
+from .tx import (MAX_METER_BACKFILL_S, BUY, CONSUMPTION, GENERATION, INTERVALS, METER_KINDS, SELL, SOURCES, AcceptOffer,
+                 AuthorityVote, CancelOffer, CancelOrder, Deliver, EnrollMeter, EnrollMeterSince, MeterReading, PlaceOrder, PostOffer,
                  Redeem, RevokeMeter, SignedTx, Transfer, TransferWh, Tx, Vote, cost)
 
 MAX_WINDOW_S = 90 * 86400
@@ -91,7 +91,7 @@ class Transition:
             RevokeMeter: self._revoke, Redeem: self._redeem, PostOffer: self._post_offer,
             AcceptOffer: self._accept_offer, Deliver: self._deliver, CancelOffer: self._cancel_offer,
             PlaceOrder: self._place_order, CancelOrder: self._cancel_order,
-            AuthorityVote: self._authority_vote,
+            AuthorityVote: self._authority_vote, EnrollMeterSince: self._enroll,
         }
 
     # entry point --------------------------------------------------------------------------------
@@ -184,7 +184,7 @@ class Transition:
         if tx.sender not in self.authorities():
             raise Rejected(E.NOT_AUTHORITY, "only an authority may enroll or revoke meters")
 
-    def _enroll(self, tx: SignedTx, body: EnrollMeter) -> None:
+    def _enroll(self, tx: SignedTx, body: EnrollMeter | EnrollMeterSince) -> None:
         self._require_authority(tx)
         if not valid_meter_public(body.meter_public):
             raise Rejected(E.INVALID_METER, "meter key is not a compressed P-256 point")
@@ -192,11 +192,17 @@ class Transition:
                 or not 0 < body.rated_w <= 100_000_000:
             raise Rejected(E.INVALID_METER, f"kind in {METER_KINDS}, interval in {INTERVALS}, source in "
                                             f"{SOURCES}, rated_w in 1..1e8")
+        first_start = getattr(body, "first_start", None)
+        if first_start is not None and (first_start % body.interval_s
+                                        or not self.ctx.now_s - MAX_METER_BACKFILL_S <= first_start
+                                        or first_start > self.ctx.now_s + MAX_METER_BACKFILL_S):
+            raise Rejected(E.INVALID_METER, f"first_start must be on an interval boundary, at most "
+                                            f"{MAX_METER_BACKFILL_S} s before (or after) the enrollment block")
         meter_id = meter_id_of(body.meter_public)
         if self.st.meter(meter_id) is not None:
             raise Rejected(E.METER_EXISTS, f"meter {meter_id.hex()} is already enrolled")
         self.enroll_meter(body.meter_public, body.owner, body.kind, body.rated_w, body.interval_s, body.source,
-                          body.export_register, body.import_register)
+                          body.export_register, body.import_register, first_start)
         self.ctx.history(body.owner, tx.txid, tx.kind)
 
     def enroll_meter(self, public: bytes, owner: bytes, kind: str, rated_w: int, interval_s: int, source: str,

@@ -67,6 +67,29 @@ class EnrollMeter:
     import_register: int = field(uint())
 
 
+# A meter may be enrolled with its first interval up to this long before the enrollment (a genesis meter:
+# before genesis), named explicitly by the authority that enrolls it: the day between installing a meter
+# and enrolling it. Without one, the first interval is the first whole one after the enrollment block, so
+# a stolen key can never mint the time before a meter joined.
+MAX_METER_BACKFILL_S = 86_400
+
+
+@wire
+@dataclass(frozen=True)
+class EnrollMeterSince:
+    """EnrollMeter with an explicit start of the meter's first interval (at most MAX_METER_BACKFILL_S
+    before the enrollment block, on an interval boundary)."""
+    meter_public: bytes = field(fixed(33))
+    owner: bytes = field(fixed(20))
+    kind: str = field(text(16))
+    rated_w: int = field(uint())
+    interval_s: int = field(uint())
+    source: str = field(text(16))
+    export_register: int = field(uint())
+    import_register: int = field(uint())
+    first_start: int = field(uint())  # unix seconds
+
+
 @wire
 @dataclass(frozen=True)
 class RevokeMeter:
@@ -144,18 +167,18 @@ class AuthorityVote:
 
 
 Body = Union[Transfer, TransferWh, EnrollMeter, RevokeMeter, Redeem, PostOffer, AcceptOffer, Deliver,
-             CancelOffer, PlaceOrder, CancelOrder, AuthorityVote]
+             CancelOffer, PlaceOrder, CancelOrder, AuthorityVote, EnrollMeterSince]
 
 BODY_TYPES: dict[int, type] = {
     1: Transfer, 2: TransferWh, 3: EnrollMeter, 4: RevokeMeter, 5: Redeem, 6: PostOffer, 7: AcceptOffer,
-    8: Deliver, 9: CancelOffer, 10: PlaceOrder, 11: CancelOrder, 20: AuthorityVote,
+    8: Deliver, 9: CancelOffer, 10: PlaceOrder, 11: CancelOrder, 20: AuthorityVote, 21: EnrollMeterSince,
 }
 BODY_TAGS: dict[type, int] = {cls: tag for tag, cls in BODY_TYPES.items()}
 BODY_NAMES: dict[type, str] = {
     Transfer: "transfer", TransferWh: "transfer_wh", EnrollMeter: "enroll_meter", RevokeMeter: "revoke_meter",
     Redeem: "redeem", PostOffer: "post_offer", AcceptOffer: "accept_offer", Deliver: "deliver",
     CancelOffer: "cancel_offer", PlaceOrder: "place_order", CancelOrder: "cancel_order",
-    AuthorityVote: "authority_vote",
+    AuthorityVote: "authority_vote", EnrollMeterSince: "enroll_meter",
 }
 
 

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from ledger.keys import AccountKey, MeterKey, format_address, meter_id_of, meter_public_from_pem, parse_address
 from ledger.tx import (BUY, INTERVALS, METER_KINDS, SELL, SOURCES, AcceptOffer, Body, CancelOffer, CancelOrder,
-                       Deliver, EnrollMeter, PlaceOrder, PostOffer, Redeem, RevokeMeter, SignedTx, Transfer,
+                       Deliver, EnrollMeter, EnrollMeterSince, PlaceOrder, PostOffer, Redeem, RevokeMeter, SignedTx, Transfer,
                        TransferWh, sign_tx)
 
 from .client import BAD_NODE_URL, BAD_RESPONSE, DEFAULT_NODE, ENV_NODE, NODE_UNREACHABLE, TIMEOUT, NodeClient, NodeError
@@ -907,16 +907,20 @@ def read_meter_public(path: str) -> bytes:
               help="cumulative Wh exported before enrollment")
 @click.option("--import-register", type=click.IntRange(0), default=0, show_default=True,
               help="cumulative Wh imported before enrollment")
+@click.option("--since", type=click.IntRange(0), default=None, metavar="UNIX_TIME",
+              help="start of the meter's first interval, on an interval boundary, at most a day before the "
+                   "enrollment (default: the first whole interval after it)")
 @common
 @with_key
 @pass_wallet
 def enroll(w: Wallet, pubkey: str, owner: str, kind: str, rated_w: int, interval: str, source: str,
-           export_register: int, import_register: int) -> None:
+           export_register: int, import_register: int, since: int | None) -> None:
     """Enroll a meter (sign with an authority key)."""
     public = read_meter_public(pubkey)
     owner_raw = parse_addr(owner, "owner")
     meter_id = meter_id_of(public).hex()
-    w.submit(EnrollMeter(public, owner_raw, kind, rated_w, int(interval), source, export_register, import_register),
+    fields = (public, owner_raw, kind, rated_w, int(interval), source, export_register, import_register)
+    w.submit(EnrollMeter(*fields) if since is None else EnrollMeterSince(*fields, since),
              f"enroll {kind} meter {meter_id} ({rated_w} W, {source}, every {interval} s) for "
              f"{format_address(owner_raw)}", {"meter_id": meter_id, "owner": format_address(owner_raw)})
 

@@ -167,9 +167,10 @@ def test_produce_trade_deliver_refund_redeem(net: NodeNet, tmp_path: Path) -> No
     consumer_meter = MeterKey.generate()
     pem = tmp_path / "consumer-meter.pub.pem"
     pem.write_bytes(consumer_meter.public_pem())
+    since = (int(time.time()) // 900 - 1) * 900  # the meter was installed before it was enrolled
     enrolled = cli.ok("--wait", "meter", "enroll", "--pubkey", str(pem), "--owner", consumer, "--kind",
                       "consumption", "--rated-w", "5000", "--interval", "900", "--source", "grid",
-                      name="grid-operator")
+                      "--since", str(since), name="grid-operator")
     assert enrolled["status"] == "included" and enrolled["meter_id"] == consumer_meter.meter_id.hex()
     shown = cli.ok("meter", "show", consumer_meter.meter_id.hex())
     assert (shown["owner"], shown["kind"], shown["active"], shown["rated_w"]) == (consumer, "consumption", True, 5000)

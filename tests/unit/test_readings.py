@@ -393,3 +393,24 @@ def test_readings_are_bound_to_their_meter_id(chain: Chain, net: Net, meter: Met
     """A genuine signature over fields naming another meter id is useless."""
     fields: ReadingFields = dataclasses.replace(meter.peek(100), meter_id=bytes(16))
     reject_in_block(chain, net, sign_reading(net.meters[0], CHAIN_ID, fields), E.UNKNOWN_METER)
+
+
+def test_an_explicit_first_interval_is_bounded() -> None:
+    """An authority may name a meter's first interval up to a day before the enrollment block (installed
+    before it was enrolled), never further back, and only on an interval boundary."""
+    from ledger.tx import MAX_METER_BACKFILL_S, EnrollMeterSince
+    net = make_net(accounts=1, authority_coin=10 * COIN)
+    chain = net.chain()
+    key = MeterKey(ec.derive_private_key(4343, ec.SECP256R1()))
+
+    def enroll(first_start: int) -> EnrollMeterSince:
+        return EnrollMeterSince(key.public, net.accounts[0].address, "generation", 5000, 900, "solar", 0, 0,
+                                first_start)
+    for bad in (GENESIS_S - MAX_METER_BACKFILL_S - 900, GENESIS_S - 450):
+        assert rejection(chain, net, make_tx(chain, net.authorities[0], enroll(bad))).reason == E.INVALID_METER
+    extend(chain, net, [make_tx(chain, net.authorities[0], enroll(GENESIS_S - 3600))])
+    assert chain.meter(key.meter_id).next_start == GENESIS_S - 3600
+    early = MeterState(key, start=GENESIS_S - 4500).read(CHAIN_ID, 100)
+    assert rejection(chain, net, early).reason == E.INTERVAL_BEFORE_ENROLLMENT
+    extend(chain, net, [MeterState(key, start=GENESIS_S - 3600).read(CHAIN_ID, 100)])
+    assert chain.account(net.accounts[0].address).wh == 100
