@@ -391,7 +391,8 @@ class Chain:
         and writes nothing if the block breaks a rule (the caller marks it invalid)."""
         parent = self.head
         st = StateOverlay(self.kv, parent.accumulator)
-        ctx = BlockContext(block.height, block.header.timestamp_ms, block.header.proposer, self.params)
+        ctx = BlockContext(block.height, block.header.timestamp_ms, block.header.proposer, self.params,
+                           parent_timestamp_ms=parent.timestamp_ms)
         tr = Transition(st, ctx)
         verified = self.verifier(block.txs, self._meter_key)
         for i, tx in enumerate(block.txs):
@@ -451,7 +452,8 @@ class Chain:
         transactions included and those rejected with their reasons. Nothing is written."""
         st = StateOverlay(self.kv, self.head.accumulator)
         height = self.head.height + 1
-        ctx = BlockContext(height, timestamp_ms, proposer.public, self.params)
+        ctx = BlockContext(height, timestamp_ms, proposer.public, self.params,
+                           parent_timestamp_ms=self.head.timestamp_ms)
         tr = Transition(st, ctx)
         included: list[Tx] = []
         rejected: list[tuple[Tx, Rejected]] = []
@@ -485,7 +487,8 @@ class Chain:
         if self.kv.get(b"x" + tx.txid) is not None:
             raise Rejected(E.DUPLICATE, "already in the chain")
         st = StateOverlay(self.kv, self.head.accumulator)
-        ctx = BlockContext(self.head.height + 1, max(now_ms, self.head.timestamp_ms), bytes(32), self.params)
+        ctx = BlockContext(self.head.height + 1, max(now_ms, self.head.timestamp_ms), bytes(32), self.params,
+                           parent_timestamp_ms=self.head.timestamp_ms)
         tr = Transition(st, ctx)
         if isinstance(tx, SignedTx) and pending_nonce is not None and tx.nonce == pending_nonce:
             st.account(tx.sender_address).nonce = tx.nonce  # judge it as if its predecessors were applied

@@ -14,11 +14,13 @@ from . import errors as E
 from .encoding import encode
 from .errors import Rejected
 from .keys import address_of, meter_id_of, valid_meter_public
+from .ocmf_rules import OcmfRules
 from .state import (Lot, Meter, Offer, Order, StateOverlay, Trade, holdings_available, holdings_insert,
                     holdings_take, k_lot, k_meter, k_offer, k_order, k_trade, lot_id_of)
 from .tx import (BUY, CONSUMPTION, GENERATION, INTERVALS, METER_KINDS, SELL, SOURCES, AcceptOffer,
                  CancelOffer, CancelOrder, Deliver, EnrollMeter, MeterReading, PlaceOrder, PostOffer, Redeem,
                  RevokeMeter, SignedTx, Transfer, TransferWh, Tx, cost)
+from .tx import EnrollOcmfMeter, OcmfReading
 
 MAX_WINDOW_S = 90 * 86400
 U64 = (1 << 64) - 1
@@ -50,6 +52,7 @@ class BlockContext:
     fees: int = 0
     index: dict[bytes, bytes] = field(default_factory=dict)  # history and provenance index entries
     _seq: int = 0
+    parent_timestamp_ms: int = 0  # a meter's data counts once its time has passed at the parent block
 
     @property
     def now_s(self) -> int:
@@ -71,8 +74,8 @@ def _positive(value: int, what: str) -> None:
         raise Rejected(E.INVALID_AMOUNT, f"{what} must be positive")
 
 
-class Transition:
-    """Applies transactions to one block's overlay."""
+class Transition(OcmfRules):
+    """Applies transactions to one block's overlay (OCMF meter rules in ledger/ocmf_rules.py)."""
 
     def __init__(self, state: StateOverlay, ctx: BlockContext) -> None:
         self.st = state
@@ -82,6 +85,7 @@ class Transition:
             RevokeMeter: self._revoke, Redeem: self._redeem, PostOffer: self._post_offer,
             AcceptOffer: self._accept_offer, Deliver: self._deliver, CancelOffer: self._cancel_offer,
             PlaceOrder: self._place_order, CancelOrder: self._cancel_order,
+            EnrollOcmfMeter: self._enroll_ocmf,
         }
 
     # entry point --------------------------------------------------------------------------------
@@ -89,6 +93,9 @@ class Transition:
         """Check and apply one transaction; raises Rejected and changes nothing if it breaks a rule."""
         if isinstance(tx, MeterReading):
             self._reading(tx, verified)
+            return
+        if isinstance(tx, OcmfReading):
+            self._ocmf_reading(tx, verified)
             return
         if not verified and not tx.verify():
             raise Rejected(E.BAD_SIGNATURE, "account signature does not verify")
@@ -188,6 +195,8 @@ class Transition:
         self._require_authority(tx)
         meter = self.st.meter(body.meter_id)
         if meter is None:
+            if self._revoke_ocmf(body.meter_id):
+                return
             raise Rejected(E.UNKNOWN_METER, body.meter_id.hex())
         if not meter.active:
             raise Rejected(E.METER_REVOKED, "meter is already revoked")
