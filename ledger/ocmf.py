@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import calendar
 import datetime
 import functools
 import hashlib
@@ -77,6 +76,8 @@ _SERIAL = re.compile(r"[\x21-\x7e]{1,64}")
 
 
 _EXACT = Context(prec=100)
+_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())  # every OCMF algorithm hashes with SHA-256
 
 
 class OcmfError(ValueError):
@@ -140,11 +141,13 @@ class Record:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise OcmfError(f"duplicate key {k!r}")
-        out[k] = v
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for k, _v in pairs:
+            if k in seen:
+                raise OcmfError(f"duplicate key {k!r}")
+            seen.add(k)
     return out
 
 
@@ -154,8 +157,7 @@ def _bad_constant(name: str) -> Any:
 
 def _json_object(section: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(section, object_pairs_hook=_no_duplicates, parse_float=Decimal,
-                           parse_constant=_bad_constant)
+        value = _DECODER.decode(section)
     except OcmfError as exc:
         raise OcmfError(f"{what}: {exc}") from None
     except (ValueError, RecursionError) as exc:
@@ -163,6 +165,11 @@ def _json_object(section: str, what: str) -> dict[str, Any]:
     if type(value) is not dict:
         raise OcmfError(f"{what} must be a JSON object")
     return value
+
+
+# one decoder for every record (json.loads would build one per call): exact decimals, no NaN/Infinity,
+# duplicate keys refused
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_float=Decimal, parse_constant=_bad_constant)
 
 
 def parse_time(value: Any) -> tuple[int, str]:
@@ -173,17 +180,31 @@ def parse_time(value: Any) -> tuple[int, str]:
     y, mo, d, h, mi, s, ms, sign, oh, om, clock = m.groups()
     if clock not in "UISR":
         raise OcmfError(f"TM clock state {clock!r} is not U, I, S or R")
-    y, mo, d, h, mi, s, oh, om = map(int, (y, mo, d, h, mi, s, oh, om))
-    if not (1 <= mo <= 12 and 1 <= d <= calendar.monthrange(y, mo)[1] and h < 24 and mi < 60 and s < 60
-            and oh < 24 and om < 60 and y >= 1970):
+    h, mi, s, oh, om = int(h), int(mi), int(s), int(oh), int(om)
+    days = _epoch_day(y, mo, d)
+    if days is None or not (h < 24 and mi < 60 and s < 60 and oh < 24 and om < 60):
         raise OcmfError(f"TM {value!r} is not a valid time")
     offset_s = (oh * 3600 + om * 60) * (1 if sign == "+" else -1)
-    epoch_s = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) - offset_s
+    epoch_s = days * 86400 + h * 3600 + mi * 60 + s - offset_s
     return epoch_s * 1000 + int(ms), clock
+
+
+@functools.lru_cache(maxsize=1024)
+def _epoch_day(y: str, mo: str, d: str) -> int | None:
+    """Days since 1970-01-01 of a calendar date, None if there is no such date (or it is before 1970)."""
+    try:
+        days = datetime.date(int(y), int(mo), int(d)).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        return None
+    return days if days >= 0 else None
 
 
 def parse_value_mwh(value: Any, unit: str) -> int:
     """RV in `unit` -> exact milli-Wh (RV may be a JSON number or a string holding one)."""
+    if type(value) is int:  # the common integer form, exactly
+        if value < 0 or value > 10**30:
+            raise OcmfError(f"RV {value!r} must be a number >= 0 (and below 1e30)")
+        return value * UNIT_MWH[unit]
     if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
         raise OcmfError("RV must be a number")
     try:
@@ -351,7 +372,7 @@ def verify_signature(record: Record, spki: bytes) -> bool:
     """ECDSA with SHA-256 over the exact payload bytes, on the curve of the key (never of SA)."""
     try:
         key, _curve = load_key(spki)
-        key.verify(record.signature, record.payload, ec.ECDSA(hashes.SHA256()))
+        key.verify(record.signature, record.payload, _ECDSA_SHA256)
         return True
     except (InvalidSignature, ValueError):
         return False

@@ -296,7 +296,11 @@ class OcmfReading:
 
     @property
     def meter_id(self) -> bytes:
-        return ocmf.meter_id_of_serial(self.parsed.serial)
+        cached = self.__dict__.get("_meter_id")
+        if cached is None:
+            cached = ocmf.meter_id_of_serial(self.parsed.serial)
+            object.__setattr__(self, "_meter_id", cached)
+        return cached
 
     @property
     def signature(self) -> bytes:
