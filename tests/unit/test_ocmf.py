@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ledger import errors as E
 from ledger import ocmf
@@ -15,7 +17,7 @@ from ledger.errors import Rejected
 from ledger.ocmf_rules import load_ocmf_meter
 from ledger.ocmf_sim import OcmfMeterSim
 from ledger.state import lot_id_of
-from ledger.testing import CHAIN_ID, GENESIS_MS, Net, extend, gap_until, make_net, make_tx, try_extend
+from ledger.testing import CHAIN_ID, GENESIS_MS, Net, extend, flip_bits, gap_until, make_net, make_tx, try_extend
 from ledger.tx import COIN, EnrollOcmfMeter, OcmfReading, RevokeMeter, decode_tx, encode_tx
 from wallet.meter_ocmf import offline_verdict, read_records
 
@@ -360,3 +362,40 @@ def test_only_an_authority_enrolls_and_only_once(chain: Chain, net: Net) -> None
     assert rejected[0][1].reason == E.METER_EXISTS
     m = load_ocmf_meter(chain.kv, ocmf.meter_id_of_serial("E-2"))
     assert (m.curve, m.kind, m.source, m.owner) == ("secp256r1", "generation", "wind", net.accounts[0].address)
+
+
+# ------------------------------------------------------------------------------------------- fuzz
+
+_VALID = OcmfMeterSim("FUZZ").record(GENESIS_MS, 1_234_567)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(min_value=0, max_value=8 * len(_VALID)), min_size=1, max_size=6))
+def test_flipped_records_parse_or_are_malformed(bits: list[int]) -> None:
+    """Outside data never raises anything but the parser's own error, in the parser or the tx decoder."""
+    raw = flip_bits(_VALID.encode(), bits)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        try:
+            rec = ocmf.parse(text)
+            ocmf.static_problem(rec, "secp256r1")
+            ocmf.verify_signature(rec, OcmfMeterSim("X").spki)
+        except ocmf.OcmfError:
+            pass
+    try:
+        decode_tx(encode([3, [raw]]), CHAIN_ID)
+    except Rejected as exc:
+        assert exc.reason == E.MALFORMED
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_parses_or_is_malformed(text: str) -> None:
+    for candidate in (text, "OCMF|" + text, f'OCMF|{{"PG":"T1","MS":"a","RD":[{text}]}}|{{"SD":"00"}}'):
+        try:
+            ocmf.parse(candidate)
+        except ocmf.OcmfError:
+            pass
