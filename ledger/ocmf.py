@@ -33,7 +33,7 @@ import json
 import re
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -84,9 +84,8 @@ class OcmfError(ValueError):
     """A record that is not well-formed OCMF (the ledger's reason: `malformed`)."""
 
 
-@dataclass(frozen=True)
-class Reading:
-    """One entry of `RD`, with inherited time and status filled in."""
+class Reading(NamedTuple):
+    """One entry of `RD`, with inherited time and status filled in (a tuple: cheap to build per reading)."""
     time_ms: int  # unix milliseconds
     clock: str  # U, I, S or R
     tx: str  # B, C, X, E, ... or "" (fiscal)

@@ -172,14 +172,15 @@ class OcmfRules:
         if baseline and rec.first_time_ms // 1000 <= m.last_time_ms // 1000:
             raise Rejected(E.INTERVAL_OVERLAP, "the record does not start in a second after the last accepted one")
         values = rec.registers()
-        for reg, old in m.registers():
+        enrolled = m.registers()
+        for reg, old in enrolled:
             if reg not in values:
                 raise Rejected(E.REGISTER_MISMATCH, f"the record carries no value of enrolled register {reg}")
             if baseline and values[reg] < old:
                 raise Rejected(E.REGISTER_BACKWARDS, f"register {reg} went back from {old} to {values[reg]} mWh")
         elapsed_ms = rec.time_ms - m.last_time_ms
         if baseline:
-            for reg, old in m.registers():
+            for reg, old in enrolled:
                 if (values[reg] - old) * 3600 > m.rated_w * elapsed_ms:
                     raise Rejected(E.ENERGY_EXCEEDS_RATING, f"register {reg} grew {values[reg] - old} mWh in "
                                                             f"{elapsed_ms} ms at {m.rated_w} W")
