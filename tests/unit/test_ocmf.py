@@ -410,7 +410,7 @@ def test_pyocmf_and_the_ledger_agree_on_mutated_records() -> None:
     sim = OcmfMeterSim("CROSS")
     valid = sim.record(GENESIS_MS, 1_234_567)
     agreed = accepted = 0
-    for _ in range(300):
+    for _ in range(800):
         raw = flip_bits(valid.encode(), [rng.randrange(8 * len(valid)) for _ in range(rng.randint(1, 2))])
         try:
             text = raw.decode("utf-8")
