@@ -425,3 +425,27 @@ def test_pyocmf_and_the_ledger_agree_on_mutated_records() -> None:
         agreed += 1
         accepted += ours
     assert agreed > 50 and 0 < accepted < agreed, (agreed, accepted)  # both verdicts were compared
+
+
+def test_fiscal_paging_is_its_own_series(chain: Chain, net: Net, setup: Setup) -> None:
+    t = setup.next_ms
+    apply_ok(chain, net, setup.sim.record(t, 5_050_000, advance=False, paging="F7"))  # F starts at any number
+    m = load_ocmf_meter(chain.kv, ocmf.meter_id_of_serial(setup.sim.serial))
+    assert (m.last_t, m.last_f, m.minted_wh) == (1, 7, 50)
+    assert refused(chain, net, setup.sim.record(t + 2000, 5_055_000, advance=False, paging="F9")) == E.PAGING_GAP
+    apply_ok(chain, net, setup.sim.record(t + 2000, 5_055_000))  # T2 continues the T series
+    assert load_ocmf_meter(chain.kv, ocmf.meter_id_of_serial(setup.sim.serial)).last_t == 2
+
+
+def test_submit_takes_native_readings_as_hex_too() -> None:
+    from ledger.keys import MeterKey
+    from ledger.testing import MeterState
+    from ledger.tx import MeterReading
+    from wallet.meter_ocmf import SignedRecord, _to_tx
+    native = MeterState(MeterKey.generate(), GENESIS_MS // 1000).read(CHAIN_ID, 10)
+    tx = _to_tx(SignedRecord(encode_tx(native).hex(), None, "line 1"), CHAIN_ID)
+    assert isinstance(tx, MeterReading) and tx.txid == native.txid
+    text = OcmfMeterSim("W").record(GENESIS_MS, 10)
+    assert isinstance(_to_tx(SignedRecord(text, None, "line 2"), CHAIN_ID), OcmfReading)
+    with pytest.raises(Rejected):
+        _to_tx(SignedRecord("not hex", None, "line 3"), CHAIN_ID)
