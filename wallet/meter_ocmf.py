@@ -8,12 +8,23 @@ so an offline verdict is the ledger's, minus the rules that need its state.
 """
 from __future__ import annotations
 
+import json
 import re
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import click
+
 from ledger import ocmf
+from ledger.errors import Rejected
+from ledger.ocmf_rules import check_registers
+from ledger.tx import SOURCES, EnrollOcmfMeter, OcmfReading, decode_tx
+
+from .cli import EXIT_REJECTED, Wallet, common, fail, meter, parse_addr, pass_wallet, with_key
+from .client import NodeError
 
 
 @dataclass
@@ -113,20 +124,7 @@ def verdict_line(v: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ commands
-# Registered on the `meter` group of wallet/cli.py by one import line there.
-
-import json  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import click  # noqa: E402
-
-from ledger.errors import Rejected  # noqa: E402
-from ledger.ocmf_rules import check_registers  # noqa: E402
-from ledger.tx import SOURCES, EnrollOcmfMeter, OcmfReading, decode_tx  # noqa: E402
-
-from .cli import EXIT_REJECTED, CliError, Wallet, common, fail, meter, parse_addr, pass_wallet, with_key  # noqa: E402
-from .client import NodeError  # noqa: E402
+# Registered on the `meter` group of wallet/cli.py by one import line there (after the group exists).
 
 KIND_REGISTERS = {"generation": ("2.8.0", ""), "consumption": ("", "1.8.0"), "both": ("2.8.0", "1.8.0")}
 
@@ -309,5 +307,3 @@ def ocmf_show(w: Wallet, serial: str) -> None:
     else:
         w.fields(None, [(k.replace("_", " "), str(v)) for k, v in data.items()])
 
-
-__all__ = ["CliError", "read_records", "offline_verdict"]
