@@ -41,7 +41,7 @@ FLEET = [("DCM-1", "secp384r1", "generation", 30_000, "solar"),
          ("EVC-2", "brainpoolP256r1", "consumption", 11_000, "grid")]
 TAMPERS = {"ocmf_manipulated": E.METER_STATUS_NOT_GOOD, "ocmf_bad_signature": E.BAD_SIGNATURE,
            "ocmf_skipped_paging": E.PAGING_GAP, "ocmf_swapped_sa": E.ALGORITHM_MISMATCH}
-TAMPER_AFTER = 3  # accepted records of the DC meter before its tamper round
+TAMPER_AFTER = 2  # accepted records of the DC meter before its tamper round
 REGISTERS = {"generation": ("2.8.0", ""), "consumption": ("", "1.8.0"), "both": ("2.8.0", "1.8.0")}
 
 
@@ -223,7 +223,9 @@ class OcmfFleet:
             "minted_wh_this_run": on_chain,
             "checks": {
                 "minted_equals_sent": on_chain == sent and self.drained,
-                "tamper_each_own_reason": (set(self.tampered) == set(TAMPERS) and all(
-                    set(got) == {TAMPERS[name]} for name, got in self.tampered.items())) if self.tamper else None,
+                # like the native tampers: every one sent got its own reason (a short run may end before)
+                "tamper_each_own_reason": all(set(got) == {TAMPERS[name]} for name, got in self.tampered.items())
+                if self.tamper else None,
             },
+            "tamper_untried": sorted(set(TAMPERS) - set(self.tampered)) if self.tamper else None,
         }
