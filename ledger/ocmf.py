@@ -31,7 +31,6 @@ import functools
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
@@ -95,9 +94,8 @@ class Reading(NamedTuple):
     status: str
 
 
-@dataclass(frozen=True)
-class Record:
-    """A parsed OCMF record: what the ledger needs, plus the exact signed bytes."""
+class Record(NamedTuple):
+    """A parsed OCMF record: what the ledger needs, plus the exact signed bytes (a tuple: cheap to build)."""
     text: str
     payload: bytes  # the signed bytes: the payload section exactly as sent
     serial: str
