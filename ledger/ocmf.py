@@ -68,9 +68,10 @@ UNIT_MWH = {"kWh": 1_000_000, "Wh": 1_000}  # milli-Wh per unit
 EXPORT, IMPORT = "2.8", "1.8"  # OBIS C.D of the export and import registers
 
 _PAGING = re.compile(r"([TF])(0|[1-9][0-9]{0,17})")
-_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2}),(\d{3})([+-])(\d{2})(\d{2}) ([A-Z])")
-_OBIS = re.compile(r"(\d{1,3})-(\d{1,3}|b):(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\*(\d{1,3}))?")
-_REGISTER = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})")
+_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2}),(\d{3})([+-])(\d{2})(\d{2}) ([A-Z])", re.ASCII)
+_OBIS = re.compile(r"(\d{1,3})-(\d{1,3}|b):(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\*(\d{1,3}))?", re.ASCII)
+_REGISTER = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})", re.ASCII)
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _SERIAL = re.compile(r"[\x21-\x7e]{1,64}")
 
 
@@ -148,6 +149,13 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _bounded_int(text: str) -> int:
+    """JSON integers of at most 40 digits: the same answer on every node, whatever its int-size limit."""
+    if len(text) > 41:
+        raise OcmfError(f"integer of {len(text)} characters")
+    return int(text)
+
+
 def _bad_constant(name: str) -> Any:
     raise OcmfError(f"{name} is not a number OCMF allows")
 
@@ -166,7 +174,9 @@ def _json_object(section: str, what: str) -> dict[str, Any]:
 
 # one decoder for every record (json.loads would build one per call): exact decimals, no NaN/Infinity,
 # duplicate keys refused
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_float=Decimal, parse_constant=_bad_constant)
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_float=Decimal, parse_int=_bounded_int,
+                            parse_constant=_bad_constant)
+MAX_CONTAINERS = 200  # '{' and '[' in a record, strings included: nesting stays far below any recursion limit
 
 
 def parse_time(value: Any) -> tuple[int, str]:
@@ -204,8 +214,12 @@ def parse_value_mwh(value: Any, unit: str) -> int:
         return value * UNIT_MWH[unit]
     if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
         raise OcmfError("RV must be a number")
+    if isinstance(value, str):
+        if not _NUMBER.fullmatch(value.strip(" ")):  # ASCII digits only: Decimal() also takes '١' and '1_0'
+            raise OcmfError(f"RV {value!r} is not a number")
+        value = value.strip(" ")
     try:
-        number = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
+        number = Decimal(value)
     except InvalidOperation:
         raise OcmfError(f"RV {value!r} is not a number") from None
     if not number.is_finite() or number < 0:
@@ -298,6 +312,8 @@ def parse(text: str) -> Record:
         raise OcmfError("an OCMF record is text")
     if len(text.encode("utf-8", "surrogatepass")) > MAX_RECORD_BYTES:
         raise OcmfError(f"record longer than {MAX_RECORD_BYTES} bytes")
+    if text.count("{") + text.count("[") > MAX_CONTAINERS:
+        raise OcmfError(f"more than {MAX_CONTAINERS} objects and arrays")
     parts = text.split("|")
     if len(parts) != 3 or parts[0] != HEADER:
         raise OcmfError("expected OCMF|{payload}|{signature}")

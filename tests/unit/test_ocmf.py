@@ -104,7 +104,8 @@ def _swap(text: str, old: str, new: str) -> str:
     (lambda t: re.sub(r'"TM":"[^"]+"', '"TM":"2026-02-30T00:00:00,000+0000 S"', t, count=1), "valid time"),
     (lambda t: _swap(t, '"SD":"', '"SE":"base32","SD":"'), "hex or base64"),
     (lambda t: _swap(t, '"SD":"', '"SM":"text/plain","SD":"'), "x-der"),
-    (lambda t: "[" * 3000 + t, "expected OCMF"),
+    (lambda t: "[" * 3000 + t, "objects and arrays"),
+    (lambda t: t.replace("\"IF\":[]", "\"IF\":[1" + "0" * 50 + "]"), "integer of"),
     (lambda t: t.replace('"MS":"m1"', '"MS":""').replace('"GS":"m1"', '"GS":""'), "serial"),
 ])
 def test_malformed_records_are_refused_with_a_detail(mutate, detail) -> None:
@@ -449,3 +450,9 @@ def test_submit_takes_native_readings_as_hex_too() -> None:
     assert isinstance(_to_tx(SignedRecord(text, None, "line 2"), CHAIN_ID), OcmfReading)
     with pytest.raises(Rejected):
         _to_tx(SignedRecord("not hex", None, "line 3"), CHAIN_ID)
+
+
+@pytest.mark.parametrize("rv", ["1_000", "\u0661\u0662", " 1.5e", "0x10", "1,5", ""])
+def test_rv_strings_take_plain_ascii_numbers_only(rv: str) -> None:
+    with pytest.raises(ocmf.OcmfError, match="not a number"):
+        ocmf.parse_value_mwh(rv, "kWh")
