@@ -456,3 +456,21 @@ def test_submit_takes_native_readings_as_hex_too() -> None:
 def test_rv_strings_take_plain_ascii_numbers_only(rv: str) -> None:
     with pytest.raises(ocmf.OcmfError, match="not a number"):
         ocmf.parse_value_mwh(rv, "kWh")
+
+
+def test_mempool_keeps_a_meters_records_in_order(chain: Chain, net: Net, setup: Setup) -> None:
+    from node.mempool import Mempool
+    pool = Mempool(chain)
+    t = setup.next_ms
+    recs = [reading(setup.sim.record(t + 1000 * i, 5_000_000 + 1000 * (i + 1))) for i in range(3)]
+    now = chain.head.timestamp_ms
+    for r in recs:
+        pool.add(r, now)  # each judged after its pending predecessors
+    with pytest.raises(Rejected) as exc:
+        pool.add(reading(setup.sim.record(t - 500, 5_000_500, advance=False)), now)
+    assert exc.value.reason == E.INTERVAL_OVERLAP
+    assert [x.txid for x in pool.select()] == [r.txid for r in recs]
+    block, rejected = try_extend(chain, net, list(pool.select()))
+    assert not rejected and len(block.txs) == 3
+    pool.on_new_head([block], [], now)
+    assert len(pool) == 0 and chain.globals().minted_wh == 3
