@@ -20,7 +20,7 @@ from bench import core
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {
-    "transfer_apply_ratio": 0.6, "transfer_apply_parallel_ratio": 1.2, "reading_ingest_ratio": 0.6,
+    "transfer_apply_ratio": 0.6, "transfer_apply_parallel_ratio": 1.2, "reading_ingest_ratio": 0.6, "ocmf_ingest_ratio": 0.5,
     "block_import_ratio": 0.8, "sync_ratio": 0.8, "sync_verify_workers_ratio": 0.8, "pow_hash_ratio": 0.8,
     "http_submit_per_s": 2000,
 }
@@ -91,6 +91,12 @@ def run(quick: bool) -> dict[str, Any]:
                                lambda x: x)
         r["reading_ingest_per_s"] = ingest
         r["reading_ingest_ratio"] = ratio
+    with console.status("ocmf_ingest"):
+        from bench import ocmf as ocmf_bench
+        ratio, ingest = paired(lambda: ocmf_bench.raw_ocmf_verify(n_raw // 2, 2),
+                               lambda: ocmf_bench.ocmf_ingest(max(2, blocks // 2)), lambda x: x)
+        r["ocmf_ingest_per_s"] = ingest  # OCMF records (P-256) decoded, verified, applied per second
+        r["ocmf_ingest_ratio"] = ratio  # against raw P-256 verifies of OCMF payloads, same run
     with console.status("node over HTTP: http_submit and sync"):
         from bench import net
         r.update(net.run(quick, r["transfer_apply_per_s"], r["transfer_apply_parallel_per_s"]))

@@ -189,7 +189,7 @@ def up(ctx: click.Context, authorities: int, observers: int, meters: int, trader
             console.print(line, highlight=False, markup=False)
         console.print(f"summary: {devnet.summary_path}")
         if check and (duration is not None or sim_hours is not None) and \
-                any(v is False for v in summary["checks"].values()):
+                any(v is False for v in [*summary["checks"].values(), *summary.get("ocmf", {}).get("checks", {}).values()]):
             sys.exit(EXIT_CHECKS)
 
 

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .client import NodePool, NodeUnavailable
+from ledger.keys import parse_address
 from node.keyfile import write_private
 
 from .layout import Devnet
 from .market import Market
 from .meters import SimClock
 from .nodes import Supervisor
+from .ocmf import OcmfFleet
 from .simulator import Simulator
 from .tamper import EXPECTED
 
@@ -67,6 +69,10 @@ class DevnetRun:
         self.clock = SimClock(max(sim_start(devnet, options.history_s), genesis_s), options.speed)
         self.sim = Simulator(devnet, self.pool, self.clock, tamper=options.tamper, span_s=options.sim_span_s,
                              seed=options.seed)
+        self.ocmf = OcmfFleet(self.pool, devnet.node_key(devnet.authorities[0].name),
+                              [parse_address(w.address) for w in devnet.wallets], devnet.genesis().min_fee,
+                              devnet.path("ocmf"), tamper=options.tamper, seed=options.seed)
+        self.ocmf_minted: dict[str, int] | None = None
         self.market = Market(devnet, self.pool, seed=options.seed, tick_s=options.market_tick_s,
                              window_s=options.window_s) if options.market else None
         self.nodes: list[dict[str, Any]] = [{"name": n.name, "role": n.role, "url": n.url, "up": False}
@@ -173,9 +179,10 @@ class DevnetRun:
         self.started = time.time()
         await self.wait_connected(stop)
         await self.sim.prepare()
+        await self.ocmf.prepare()
         workers_stop = asyncio.Event()
         monitor_stop = asyncio.Event()
-        tasks = [asyncio.create_task(self.sim.run(workers_stop))]
+        tasks = [asyncio.create_task(self.sim.run(workers_stop)), asyncio.create_task(self.ocmf.run(workers_stop))]
         if self.market is not None:
             tasks.append(asyncio.create_task(self.market.run(workers_stop)))
         monitor = asyncio.create_task(self._monitor(monitor_stop, on_update))
@@ -194,6 +201,10 @@ class DevnetRun:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.phase = "stopped"
             await self.poll()
+            try:
+                self.ocmf_minted = await self.ocmf.minted_on_chain()
+            except NodeUnavailable:
+                self.ocmf_minted = None
             monitor_stop.set()
             await asyncio.gather(monitor, return_exceptions=True)
             if on_update is not None:
@@ -208,12 +219,13 @@ class DevnetRun:
         """No new readings or trades; wait (at most drain_s) until readings are on chain, tamper rounds are
         done and every trade's window has ended and settled. True if everything settled in time."""
         self.sim.stop_emitting()
+        self.ocmf.stop_emitting()
         if self.market is not None:
             self.market.stop_trading()
         deadline = time.monotonic() + self.options.drain_s
         while not stop.is_set() and time.monotonic() < deadline:
             open_trades = await self._open_trades()
-            if self.sim.drained and open_trades == 0:
+            if self.sim.drained and self.ocmf.drained and open_trades == 0:
                 return True
             await self._wait(stop, 0.5)
         return False
@@ -239,6 +251,8 @@ class DevnetRun:
         stats = self.sim.stats
         minted = self.energy.get("minted_wh")
         minted_since = minted - stats.baseline_minted_wh if minted is not None else None
+        if minted_since is not None:  # native meters' part: the OCMF meters' mint is checked on its own
+            minted_since -= sum(self.ocmf_minted.values()) if self.ocmf_minted is not None else 0
         heads = {n.get("head") for n in self.nodes if n.get("up")}
         return {
             "chain_id": self.devnet.chain_id,
@@ -254,6 +268,7 @@ class DevnetRun:
             "simulator": stats.to_json(),
             "meters": self.sim.per_meter(),
             "market": self.market.stats.to_json() if self.market is not None else None,
+            "ocmf": self.ocmf.summary(self.ocmf_minted),
             "trades": dict(self.trades),
             "tamper_untried": sorted(set(EXPECTED) - set(stats.tamper)) if self.options.tamper else None,
             "checks": {

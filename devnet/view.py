@@ -127,6 +127,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"market: accepted {summary['market']['accepted']}, trades {summary['trades']}")
     if s["tamper"]:
         lines.append("tamper: " + "; ".join(f"{k} -> {', '.join(v['got'])}" for k, v in s["tamper"].items()))
+    if summary.get("ocmf"):  # OCMF meters (devnet/ocmf.py)
+        o = summary["ocmf"]
+        lines.append(f"ocmf: {', '.join(m['serial'] + ' ' + m['curve'] + ' ' + str(m['accepted']) for m in o['meters'])}"
+                     f" records on chain; minted this run {o['minted_wh_this_run']} Wh; "
+                     + ", ".join(f"{k}={v}" for k, v in o["checks"].items() if v is not None)
+                     + ("; tamper: " + "; ".join(f"{k} -> {', '.join(v['got'])}" for k, v in o["tamper"].items())
+                        if o["tamper"] else ""))
     checks = summary["checks"]
     lines.append("checks: " + ", ".join(f"{k}={v}" for k, v in checks.items() if v is not None))
     return lines

@@ -33,6 +33,17 @@ REGISTER_MISMATCH = "register_mismatch"
 KIND_MISMATCH = "kind_mismatch"
 INTERVAL_BEFORE_ENROLLMENT = "interval_before_enrollment"  # a stolen key cannot mint the past
 
+# OCMF meter records (ledger/ocmf.py); unknown/revoked meter, bad signature, register mismatch, energy
+# above rating, interval overlap (time not after the last accepted) and interval_in_future are shared above.
+ALGORITHM_MISMATCH = "algorithm_mismatch"  # SA names another curve than the enrolled key's
+PAGING_NOT_INCREASING = "paging_not_increasing"  # PG not above the last accepted of its series
+PAGING_GAP = "paging_gap"  # PG skips numbers: records in between are missing
+REGISTER_BACKWARDS = "register_backwards"
+METER_STATUS_NOT_GOOD = "meter_status_not_good"  # ST other than G (M manipulated, X exchanged, ...)
+METER_ERROR_FLAGS = "meter_error_flags"  # EF names quantities the meter says are unusable
+CLOCK_NOT_SYNCHRONISED = "clock_not_synchronised"  # TM state other than S
+BEFORE_ENROLLMENT = "before_enrollment"
+
 # Redemption
 EXCEEDS_CONSUMPTION = "exceeds_consumption"
 

@@ -15,11 +15,13 @@ from . import errors as E
 from .encoding import encode
 from .errors import Rejected
 from .keys import address_of, meter_id_of, valid_meter_public
+from .ocmf_rules import OcmfRules
 from .state import (Lot, Meter, Offer, Order, StateOverlay, Trade, holdings_available, holdings_insert,
                     holdings_take, k_lot, k_meter, k_offer, k_order, k_trade, lot_id_of)
 from .tx import (MAX_METER_BACKFILL_S, BUY, CONSUMPTION, GENERATION, INTERVALS, METER_KINDS, SELL, SOURCES, AcceptOffer,
-                 AuthorityVote, CancelOffer, CancelOrder, Deliver, EnrollMeter, EnrollMeterSince, MeterReading, PlaceOrder, PostOffer,
-                 Redeem, RevokeMeter, SignedTx, Transfer, TransferWh, Tx, Vote, cost)
+                 AuthorityVote, CancelOffer, CancelOrder, Deliver, EnrollMeter, EnrollMeterSince, EnrollOcmfMeter,
+                 MeterReading, OcmfReading, PlaceOrder, PostOffer, Redeem, RevokeMeter, SignedTx, Transfer, TransferWh,
+                 Tx, Vote, cost)
 
 MAX_WINDOW_S = 90 * 86400
 U64 = (1 << 64) - 1
@@ -80,8 +82,8 @@ def _positive(value: int, what: str) -> None:
         raise Rejected(E.INVALID_AMOUNT, f"{what} must be positive")
 
 
-class Transition:
-    """Applies transactions to one block's overlay."""
+class Transition(OcmfRules):
+    """Applies transactions to one block's overlay (OCMF meter rules in ledger/ocmf_rules.py)."""
 
     def __init__(self, state: StateOverlay, ctx: BlockContext) -> None:
         self.st = state
@@ -92,6 +94,7 @@ class Transition:
             AcceptOffer: self._accept_offer, Deliver: self._deliver, CancelOffer: self._cancel_offer,
             PlaceOrder: self._place_order, CancelOrder: self._cancel_order,
             AuthorityVote: self._authority_vote, EnrollMeterSince: self._enroll,
+            EnrollOcmfMeter: self._enroll_ocmf,
         }
 
     # entry point --------------------------------------------------------------------------------
@@ -103,6 +106,9 @@ class Transition:
         if isinstance(tx, Vote):
             consensus.apply_vote(self.st, tx, self.ctx.height, self.ctx.ancestor, self.ctx.params.authorities,
                                  verified)
+            return
+        if isinstance(tx, OcmfReading):
+            self._ocmf_reading(tx, verified)
             return
         if not verified and not tx.verify():
             raise Rejected(E.BAD_SIGNATURE, "account signature does not verify")
@@ -220,6 +226,8 @@ class Transition:
         self._require_authority(tx)
         meter = self.st.meter(body.meter_id)
         if meter is None:
+            if self._revoke_ocmf(body.meter_id):
+                return
             raise Rejected(E.UNKNOWN_METER, body.meter_id.hex())
         if not meter.active:
             raise Rejected(E.METER_REVOKED, "meter is already revoked")

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from . import errors
-from .encoding import MAX_MESSAGE_BYTES, decode, encode, field, fixed, from_wire, text, to_wire, uint, wire
+from . import ocmf
+from .encoding import MAX_MESSAGE_BYTES, blob, decode, encode, field, fixed, from_wire, text, to_wire, uint, wire
 from .errors import DecodeError, Rejected
 from .keys import DOMAIN_READING, DOMAIN_TX, DOMAIN_VOTE, AccountKey, MeterKey, address_of, signing_bytes, verify_ed25519, \
     verify_p256
@@ -166,19 +167,35 @@ class AuthorityVote:
     key: bytes = field(fixed(32))
 
 
+@wire
+@dataclass(frozen=True)
+class EnrollOcmfMeter:
+    """An authority binds an OCMF meter (by its serial) and the key its vendor published to an owner.
+    `mint_register` (an export register, 2.8.x) mints Wh, `consume_register` (import, 1.8.x) records
+    consumption; either may be "" (the meter's kind follows: generation, consumption or both)."""
+    meter_spki: bytes = field(blob(256))  # DER SubjectPublicKeyInfo; the curve follows from it
+    serial: str = field(text(64))
+    owner: bytes = field(fixed(20))
+    mint_register: str = field(text(16))  # canonical C.D.E, e.g. "2.8.0"
+    consume_register: str = field(text(16))  # e.g. "1.8.0"
+    rated_w: int = field(uint())
+    source: str = field(text(16))
+
+
 Body = Union[Transfer, TransferWh, EnrollMeter, RevokeMeter, Redeem, PostOffer, AcceptOffer, Deliver,
-             CancelOffer, PlaceOrder, CancelOrder, AuthorityVote, EnrollMeterSince]
+             CancelOffer, PlaceOrder, CancelOrder, EnrollOcmfMeter, AuthorityVote, EnrollMeterSince]
 
 BODY_TYPES: dict[int, type] = {
     1: Transfer, 2: TransferWh, 3: EnrollMeter, 4: RevokeMeter, 5: Redeem, 6: PostOffer, 7: AcceptOffer,
-    8: Deliver, 9: CancelOffer, 10: PlaceOrder, 11: CancelOrder, 20: AuthorityVote, 21: EnrollMeterSince,
+    8: Deliver, 9: CancelOffer, 10: PlaceOrder, 11: CancelOrder, 12: EnrollOcmfMeter, 20: AuthorityVote,
+    21: EnrollMeterSince,
 }
 BODY_TAGS: dict[type, int] = {cls: tag for tag, cls in BODY_TYPES.items()}
 BODY_NAMES: dict[type, str] = {
     Transfer: "transfer", TransferWh: "transfer_wh", EnrollMeter: "enroll_meter", RevokeMeter: "revoke_meter",
     Redeem: "redeem", PostOffer: "post_offer", AcceptOffer: "accept_offer", Deliver: "deliver",
     CancelOffer: "cancel_offer", PlaceOrder: "place_order", CancelOrder: "cancel_order",
-    AuthorityVote: "authority_vote", EnrollMeterSince: "enroll_meter",
+    EnrollOcmfMeter: "enroll_ocmf_meter", AuthorityVote: "authority_vote", EnrollMeterSince: "enroll_meter",
 }
 
 
@@ -339,7 +356,56 @@ class Vote:
         return [4, [to_wire(self.fields), self.signature]]
 
 
-Tx = Union[SignedTx, MeterReading, Vote]
+@dataclass(frozen=True)
+class OcmfReading:
+    """A record a real meter signed in OCMF (ledger/ocmf.py), forwarded by anyone, verified with the
+    enrolled key. Its id hashes the chain id and the signed payload, not the signature section, so a
+    re-encoded signature (hex case, base64, SA) cannot make one record count twice."""
+    record: bytes  # UTF-8 text of the record exactly as the meter sent it
+    parsed: ocmf.Record
+    chain_id: str
+
+    @classmethod
+    def from_text(cls, text: str, chain_id: str) -> "OcmfReading":
+        """Parse a record; raises DecodeError (malformed) with the parser's detail."""
+        try:
+            return cls(text.encode("utf-8"), ocmf.parse(text), chain_id)
+        except (ocmf.OcmfError, UnicodeEncodeError) as exc:
+            raise DecodeError(f"ocmf: {exc}") from None
+
+    @property
+    def kind(self) -> str:
+        return "ocmf_reading"
+
+    @property
+    def meter_id(self) -> bytes:
+        cached = self.__dict__.get("_meter_id")
+        if cached is None:
+            cached = ocmf.meter_id_of_serial(self.parsed.serial)
+            object.__setattr__(self, "_meter_id", cached)
+        return cached
+
+    @property
+    def signature(self) -> bytes:
+        """The signature section's bytes: with the txid (header and payload) they fix the whole record."""
+        return self.record.rsplit(b"|", 1)[1]
+
+    @property
+    def txid(self) -> bytes:
+        cached = self.__dict__.get("_txid")
+        if cached is None:
+            cached = hashlib.sha256(signing_bytes(DOMAIN_OCMF, self.chain_id, self.parsed.payload)).digest()
+            object.__setattr__(self, "_txid", cached)
+        return cached
+
+    def to_wire(self) -> list[Any]:
+        return [3, [self.record]]
+
+
+DOMAIN_OCMF = "kwh/ocmf/v1"  # only for the txid: the meter's signature covers the payload alone
+
+Tx = Union[SignedTx, MeterReading, OcmfReading, Vote]
+
 
 def tx_from_wire(value: Any, chain_id: str) -> Tx:
     """Check the shape of a plain tx value and build the object (signatures are checked later)."""
@@ -372,6 +438,14 @@ def tx_from_wire(value: Any, chain_id: str) -> Tx:
         if type(sig) is not bytes or len(sig) != 64:
             raise DecodeError("vote: signature must be 64 bytes")
         return Vote(from_wire(VoteFields, fields), sig, chain_id)
+    if tag == 3:
+        if len(inner) != 1 or type(inner[0]) is not bytes:
+            raise DecodeError("ocmf reading: expected [record bytes]")
+        try:
+            text_ = inner[0].decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError("ocmf reading: record is not UTF-8") from None
+        return OcmfReading.from_text(text_, chain_id)
     raise DecodeError(f"tx: unknown type {tag}")
 
 

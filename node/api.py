@@ -27,6 +27,9 @@ from .metrics import CONTENT_TYPE_LATEST
 from .openapi import openapi_document
 from .peers import MAX_BLOCK_BODY, TokenBucket, read_body, read_json
 from .service import Node, now_ms
+from ledger.ocmf_rules import iterate_ocmf_meters, load_ocmf_meter
+
+from .views import ocmf_meter_json
 from .views import (OFFER_STATUSES, ORDER_STATUSES, TRADE_STATUSES, account_json, block_json, lot_json,
                     meter_json, movement_json, offer_json, order_json, trade_json, tx_json)
 
@@ -56,6 +59,8 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/accounts/{addr}/history", "account_history"),
     ("GET", "/meters", "meters"),
     ("GET", "/meters/{meter_id}", "meter"),
+    ("GET", "/ocmf-meters", "ocmf_meters"),
+    ("GET", "/ocmf-meters/{meter_id}", "ocmf_meter"),
     ("GET", "/lots/{lot_id}", "lot"),
     ("GET", "/market/offers", "offers"),
     ("GET", "/market/offers/{offer_id}", "offer"),
@@ -336,6 +341,21 @@ class Api:
         if m is None:
             raise ApiError(NOT_FOUND, f"no meter {meter_id.hex()}")
         return ok(meter_json(meter_id, m))
+
+    async def ocmf_meters(self, request: web.Request) -> web.Response:
+        out = []
+        for meter_id, m in iterate_ocmf_meters(self.chain.kv):
+            out.append(ocmf_meter_json(meter_id, m))
+            if len(out) >= MAX_LIST:
+                break
+        return ok({"meters": out})
+
+    async def ocmf_meter(self, request: web.Request) -> web.Response:
+        meter_id = hex_value(request.match_info["meter_id"], 16, "meter_id")
+        m = load_ocmf_meter(self.chain.kv, meter_id)
+        if m is None:
+            raise ApiError(NOT_FOUND, f"no OCMF meter {meter_id.hex()}")
+        return ok(ocmf_meter_json(meter_id, m))
 
     async def lot(self, request: web.Request) -> web.Response:
         lot_id = hex_value(request.match_info["lot_id"], 24, "lot_id")

@@ -26,8 +26,8 @@ from ledger.block import Block
 from ledger.chain import Chain
 from ledger.errors import Rejected
 from ledger.state import StateOverlay
-from ledger.transition import BlockContext, Transition
-from ledger.tx import MeterReading, SignedTx, Tx
+from ledger.transition import Transition
+from ledger.tx import MeterReading, OcmfReading, SignedTx, Tx
 
 from .codes import MEMPOOL_FULL
 
@@ -46,6 +46,16 @@ class Dropped:
     tx: Tx
     reason: str
     detail: str
+
+
+def reading_slot(tx: Tx) -> tuple[bytes, int] | None:
+    """(meter id, order within the meter) of a reading: a native reading's counter, an OCMF record's time
+    (each meter's accepted records strictly increase in time); None for a signed tx."""
+    if isinstance(tx, MeterReading):
+        return tx.fields.meter_id, tx.fields.counter
+    if isinstance(tx, OcmfReading):
+        return tx.meter_id, tx.parsed.time_ms
+    return None
 
 
 class Mempool:
@@ -96,6 +106,8 @@ class Mempool:
             raise Rejected(E.DUPLICATE, "already pending")
         if isinstance(tx, MeterReading):
             self._add_reading(tx, now_ms)
+        elif isinstance(tx, OcmfReading):
+            self._add_ocmf(tx, now_ms)
         else:
             self._add_signed(tx, now_ms)
 
@@ -166,6 +178,22 @@ class Mempool:
             raise Rejected(MEMPOOL_FULL, f"mempool holds {self.reading_count} readings")
         self._insert(tx, now_ms)
 
+    def _add_ocmf(self, tx: OcmfReading, now_ms: int) -> None:
+        """Like a native reading: a meter's pending records follow each other (in time, hence paging)."""
+        meter, slot = tx.meter_id, tx.parsed.time_ms
+        pend = self.by_meter.get(meter, {})
+        if pend:
+            if slot <= max(pend):
+                raise Rejected(E.INTERVAL_OVERLAP, "a pending record of this meter is not older than this one")
+            if len(pend) >= self.per_sender:
+                raise Rejected(MEMPOOL_FULL, f"meter has {len(pend)} pending readings (limit {self.per_sender})")
+            self._check_after([self.entries[pend[c]].tx for c in sorted(pend)], tx, now_ms)
+        else:
+            self.chain.check_tx(tx, now_ms)
+        if self.reading_count >= self.max_readings:
+            raise Rejected(MEMPOOL_FULL, f"mempool holds {self.reading_count} readings")
+        self._insert(tx, now_ms)
+
     def _check_after(self, predecessors: Sequence[Tx], tx: Tx, now_ms: int) -> None:
         """Would `tx` apply on the head state after its pending predecessors? (Chain.check_tx, extended.)"""
         chain = self.chain
@@ -183,8 +211,9 @@ class Mempool:
     def _insert(self, tx: Tx, now_ms: int) -> None:
         self.entries[tx.txid] = Entry(tx, next(self._seq), now_ms)
         self.dropped.pop(tx.txid, None)
-        if isinstance(tx, MeterReading):
-            self.by_meter.setdefault(tx.fields.meter_id, {})[tx.fields.counter] = tx.txid
+        slot = reading_slot(tx)
+        if slot is not None:
+            self.by_meter.setdefault(slot[0], {})[slot[1]] = tx.txid
             self.reading_count += 1
         else:
             self.by_sender.setdefault(tx.sender_address, {})[tx.nonce] = tx.txid
@@ -195,9 +224,10 @@ class Mempool:
         if entry is None:
             return None
         tx = entry.tx
-        if isinstance(tx, MeterReading):
-            index, key, self.reading_count = self.by_meter, tx.fields.meter_id, self.reading_count - 1
-            slot = tx.fields.counter
+        meter_slot = reading_slot(tx)
+        if meter_slot is not None:
+            index, self.reading_count = self.by_meter, self.reading_count - 1
+            key, slot = meter_slot
         else:
             index, key, self.signed_count = self.by_sender, tx.sender_address, self.signed_count - 1
             slot = tx.nonce
@@ -222,9 +252,10 @@ class Mempool:
         if entry is None:
             return []
         tx = entry.tx
-        if isinstance(tx, MeterReading):
-            pend = self.by_meter.get(tx.fields.meter_id, {})
-            later = [pend[c] for c in sorted(pend) if c > tx.fields.counter]
+        meter_slot = reading_slot(tx)
+        if meter_slot is not None:
+            pend = self.by_meter.get(meter_slot[0], {})
+            later = [pend[c] for c in sorted(pend) if c > meter_slot[1]]
         else:
             pend = self.by_sender.get(tx.sender_address, {})
             later = [pend[n] for n in sorted(pend) if n > tx.nonce]

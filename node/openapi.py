@@ -49,13 +49,15 @@ SCHEMAS: dict[str, Any] = {
                    "detail": STR}, additionalProperties=False),
     "Tx": _obj({"txid": HEX, "kind": {"type": "string", "description": "transfer, transfer_wh, enroll_meter, "
                                       "revoke_meter, redeem, post_offer, accept_offer, deliver, cancel_offer, "
-                                      "place_order, cancel_order or reading"},
+                                      "place_order, cancel_order, enroll_ocmf_meter, reading or "
+                                      "ocmf_reading"},
                 "sender": ADDR, "sender_key": HEX, "nonce": INT, "fee": INT, "signature": HEX},
                required=["txid", "kind"], additionalProperties=True,
                description="Signed txs carry sender, sender_key, nonce, fee and the body's fields (addresses as "
                            "text, bytes as hex; EnrollMeter's kind is meter_kind); readings carry the reading "
                            "fields (meter_id, interval_start, interval_s, export_wh, import_wh, export_register, "
-                           "import_register, counter)."),
+                           "import_register, counter); OCMF readings carry meter_id, serial, paging, time_ms "
+                           "and the raw record."),
     "Block": _obj({"hash": HEX, "height": INT, "prev_hash": HEX, "timestamp_ms": INT, "proposer": HEX,
                    "tx_root": HEX, "state_root": HEX, "difficulty": INT, "nonce": INT, "hashes": INT,
                    "energy_mj": INT, "energy_estimated": BOOL, "txs": {"type": "array", "items": _ref("Tx")}}),
@@ -80,6 +82,12 @@ SCHEMAS: dict[str, Any] = {
     "Meter": _obj({"meter_id": HEX, "public": HEX, "owner": ADDR, "kind": STR, "rated_w": INT, "interval_s": INT,
                    "source": STR, "active": BOOL, "counter": INT, "next_start": INT, "export_register": INT,
                    "import_register": INT, "minted_wh": INT, "consumed_wh": INT, "enrolled_height": INT}),
+    "OcmfMeter": _obj({"meter_id": HEX, "serial": STR, "public_key": HEX, "curve": STR, "owner": ADDR, "kind": STR,
+                       "mint_register": STR, "consume_register": STR, "rated_w": INT, "source": STR,
+                       "active": BOOL, "enrolled_ms": INT, "enrolled_height": INT, "last_paging_t": INT,
+                       "last_paging_f": INT, "last_time_ms": INT, "mint_register_mwh": INT,
+                       "consume_register_mwh": INT, "minted_wh": INT, "consumed_wh": INT, "records": INT,
+                       "last_reading": STR}),
     "Offer": _obj({"offer_id": HEX, "seller": ADDR, "wh": INT, "remaining": INT, "price_per_wh": INT,
                    "window_start": INT, "window_end": INT, "source": STR, "status": STR, "height": INT}),
     "Order": _obj({"order_id": HEX, "owner": ADDR, "side": {"type": "string", "enum": ["buy", "sell"]},
@@ -197,6 +205,11 @@ PATHS: dict[str, Any] = {
     "/meters/{meter_id}": {"get": _op("One meter", _json(_ref("Meter")),
                                       [_param("meter_id", "path", _hex_id(16, "meter id"), "16-byte meter id")],
                                       tags=["meters"])},
+    "/ocmf-meters": {"get": _op("All enrolled OCMF meters", _json(_list("OcmfMeter", "meters")),
+                                tags=["meters"])},
+    "/ocmf-meters/{meter_id}": {"get": _op(
+        "One OCMF meter (its id: ledger.ocmf.meter_id_of_serial(serial))", _json(_ref("OcmfMeter")),
+        [_param("meter_id", "path", _hex_id(16, "meter id"), "16-byte OCMF meter id")], tags=["meters"])},
     "/lots/{lot_id}": {"get": _op("A lot's origin and every movement of its Wh",
                                   _json(_obj({"lot": _ref("Lot"), "movements": {"type": "array",
                                                                                 "items": _ref("Movement")}})),

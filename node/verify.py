@@ -151,7 +151,7 @@ class PoolVerifier:
             elif isinstance(tx, Vote):
                 items.append((False, tx.fields.voter, tx.signature, tx.message()))
             else:
-                continue  # any other kind is checked inline by the transition
+                continue  # any other kind (an OCMF record: the curve of its enrolled key) is checked inline
             ids.append(tx.txid)
         share = -(-len(items) // len(self._workers))  # contiguous slices: results arrive in apply order
         for w, worker in enumerate(self._workers):

@@ -8,7 +8,8 @@ from typing import Any
 from ledger.block import Block
 from ledger.keys import format_address
 from ledger.state import Account, Lot, Meter, Offer, Order, Trade
-from ledger.tx import MeterReading, SignedTx, Tx, Vote
+from ledger.ocmf_rules import OcmfMeter
+from ledger.tx import MeterReading, OcmfReading, SignedTx, Tx, Vote
 
 # The states of market objects (ledger/state.py), which the list routes filter by.
 OFFER_STATUSES = ("open", "filled", "cancelled", "expired")
@@ -43,6 +44,11 @@ def tx_json(tx: Tx) -> dict[str, Any]:
         return {"txid": tx.txid.hex(), "kind": "vote", "voter": f.voter.hex(), "source_height": f.source_height,
                 "source_hash": f.source_hash.hex(), "target_height": f.target_height,
                 "target_hash": f.target_hash.hex(), "signature": tx.signature.hex()}
+    if isinstance(tx, OcmfReading):
+        p = tx.parsed
+        return {"txid": tx.txid.hex(), "kind": tx.kind, "meter_id": tx.meter_id.hex(), "serial": p.serial,
+                "paging": f"{p.paging_series}{p.paging}", "time_ms": p.time_ms,
+                "record": tx.record.decode("utf-8")}  # the raw record: anyone can verify it again
     assert isinstance(tx, SignedTx)
     out: dict[str, Any] = {"txid": tx.txid.hex(), "kind": tx.kind, "sender": format_address(tx.sender_address),
                            "sender_key": tx.sender.hex(), "nonce": tx.nonce, "fee": tx.fee}
@@ -90,6 +96,16 @@ def meter_json(meter_id: bytes, m: Meter) -> dict[str, Any]:
             "counter": m.counter, "next_start": m.next_start, "export_register": m.export_register,
             "import_register": m.import_register, "minted_wh": m.minted_wh, "consumed_wh": m.consumed_wh,
             "enrolled_height": m.enrolled_height}
+
+
+def ocmf_meter_json(meter_id: bytes, m: OcmfMeter) -> dict[str, Any]:
+    return {"meter_id": meter_id.hex(), "serial": m.serial, "public_key": m.spki.hex(), "curve": m.curve,
+            "owner": format_address(m.owner), "kind": m.kind, "mint_register": m.mint_register,
+            "consume_register": m.consume_register, "rated_w": m.rated_w, "source": m.source, "active": m.active,
+            "enrolled_ms": m.enrolled_ms, "enrolled_height": m.enrolled_height, "last_paging_t": m.last_t,
+            "last_paging_f": m.last_f, "last_time_ms": m.last_time_ms, "mint_register_mwh": m.mint_mwh,
+            "consume_register_mwh": m.consume_mwh, "minted_wh": m.minted_wh, "consumed_wh": m.consumed_wh,
+            "records": m.records, "last_reading": m.last_reading.hex()}
 
 
 def offer_json(offer_id: bytes, o: Offer) -> dict[str, Any]:

@@ -975,6 +975,9 @@ def meter_list(w: Wallet, owner: str | None) -> None:
               "yes" if m["active"] else "no"] for m in items], empty="(no meters)")
 
 
+from . import meter_ocmf  # noqa: E402,F401  (registers meter verify/submit/enroll-ocmf/ocmf-show)
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 _NODE_CODES = {NODE_UNREACHABLE, TIMEOUT, BAD_RESPONSE}

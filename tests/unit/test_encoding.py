@@ -202,7 +202,7 @@ def _bad_tx(mutate: Any) -> bytes:
     ("signature as str", lambda w: w[1].__setitem__(4, "s" * 64), "signature"),
     ("extra field", lambda w: w[1].append(0), "5 fields"),
     ("missing field", lambda w: w[1].pop(), "5 fields"),
-    ("unknown tx type", lambda w: w.__setitem__(0, 3), "unknown type"),
+    ("unknown tx type", lambda w: w.__setitem__(0, 99), "unknown type"),
     ("tx type as str", lambda w: w.__setitem__(0, "1"), "expected"),
     ("envelope too long", lambda w: w.append(None), "expected"),
     ("unknown body kind", lambda w: w[1][3].__setitem__(0, 99), "unknown kind"),
