@@ -15,7 +15,9 @@ import sys
 
 import click
 
-from . import cmd_chain, cmd_keys, cmd_market, cmd_meters
+import re
+
+from . import cmd_chain, cmd_config, cmd_keys, cmd_market, cmd_meters
 from .client import BAD_NODE_URL, BAD_RESPONSE, DEFAULT_NODE, ENV_NODE, NODE_UNREACHABLE, TIMEOUT, NodeError
 from .context import DEFAULT_KEY, DEFAULT_TIMEOUT_S, Wallet
 from .keystore import KeystoreError
@@ -38,24 +40,36 @@ ENV_DEBUG = "KWH_WALLET_DEBUG"
 @click.option("--timeout", type=float, default=DEFAULT_TIMEOUT_S, show_default=True,
               help="seconds --wait waits at most")
 @click.option("--fee", metavar="COIN", default=None, help="fee in coin (default: the chain's minimum fee)")
+@click.option("--full-ids", is_flag=True, help="show whole ids and addresses in tables (default: short ids)")
+@click.option("--local-time", is_flag=True, help="show times in the local time zone (default: UTC)")
 @click.version_option(package_name="kwhledger", prog_name="kwh-wallet")
 @click.pass_context
 def cli(ctx: click.Context, node: str | None, keystore: str | None, name: str | None, as_json: bool, wait: bool,
-        timeout: float, fee: str | None) -> None:
+        timeout: float, fee: str | None, full_ids: bool, local_time: bool) -> None:
     """kwhledger wallet: keys, balances, transfers, prepaid energy offers, the order book and meters.
 
     Amounts: coin with decimals (1.5), energy in kWh (0.25) or Wh (500Wh), prices in coin per kWh.
-    Passphrases are asked for, or taken from $KWH_WALLET_PASSPHRASE.
+    Ids may be shortened to a unique prefix of at least 8 hex characters. Times are UTC unless
+    --local-time. Passphrases are asked for, or taken from $KWH_WALLET_PASSPHRASE.
+
+    Defaults for --node, --name and fallback nodes can come from a config file, ~/.kwh-wallet/config.toml
+    or $KWH_WALLET_CONFIG (see 'kwh-wallet config --help'). Shell completion: see the README.
+
+    \b
+    Examples:
+      kwh-wallet status
+      kwh-wallet new --name alice
+      kwh-wallet --name alice balance
+      kwh-wallet --node http://127.0.0.1:8702 offers
     """
     if timeout <= 0:
         raise click.BadParameter("must be positive", param_hint="--timeout")
-    ctx.obj = Wallet(node, keystore, name, as_json, wait, timeout, fee)
+    ctx.obj = Wallet(node, keystore, name, as_json, wait, timeout, fee, full_ids, local_time)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
 
-
-for _module in (cmd_keys, cmd_chain, cmd_market, cmd_meters):
+for _module in (cmd_keys, cmd_chain, cmd_market, cmd_meters, cmd_config):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 
@@ -76,6 +90,35 @@ def _report(code: str, detail: str) -> None:
         pass
 
 
+_WH = re.compile(r"(?<![\w.])(\d+) Wh\b")
+
+
+def humanize(code: str, detail: str) -> str:
+    """The node's and ledger's details count whole Wh and coin base units; say them as the user types them:
+    '219 Wh' -> '0.219 kWh (219 Wh)', 'fee 0 below minimum 1000' -> 'fee 0 coin below minimum 0.000001 coin'."""
+    from .units import format_coin, format_wh
+    if code == "insufficient_wh":  # the ledger says 'holds 0 Wh, needs 1000'
+        detail = re.sub(r"needs (\d+)$", lambda m: f"needs {m.group(1)} Wh", detail)
+    detail = _WH.sub(lambda m: f"{format_wh(int(m.group(1)))} kWh ({m.group(1)} Wh)", detail)
+    if code == "fee_too_low":
+        detail = re.sub(r"fee (\d+) below minimum (\d+)", lambda m: f"fee {format_coin(int(m.group(1)))} coin below "
+                        f"the minimum {format_coin(int(m.group(2)))} coin", detail)
+    return detail
+
+
+def _usage_message(exc: click.UsageError) -> tuple[str, str]:
+    """Click's usage errors, said for this CLI: a negative amount is not an unknown option, and the global
+    options may follow the command."""
+    if isinstance(exc, click.NoSuchOption):
+        name = exc.option_name
+        if re.fullmatch(r"-\d+(\.\d+)?", name):
+            return "invalid_amount", f"amounts cannot be negative ({name}); give a positive amount like 1.5"
+        if name in ("--keystore",):
+            return "usage", f"{name} goes before the command: kwh-wallet {name} ... COMMAND"
+    hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    return "usage", exc.format_message() + hint
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code. Errors are one line on stderr, never a traceback."""
     try:
@@ -85,17 +128,20 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(exc.ctx.get_help())
         return 0
     except click.UsageError as exc:
-        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        _report("usage", exc.format_message() + hint)
+        _report(*_usage_message(exc))
         return EXIT_USAGE
     except CliError as exc:
-        _report(exc.code, exc.detail)
+        _report(exc.code, humanize(exc.code, exc.detail) if exc.exit_code == EXIT_REJECTED else exc.detail)
         return exc.exit_code
     except KeystoreError as exc:
         _report(exc.code, exc.detail)
         return EXIT_KEYSTORE if exc.code != "bad_name" else EXIT_USAGE
     except NodeError as exc:
-        _report(exc.code, exc.detail)
+        detail = humanize(exc.code, exc.detail)
+        if exc.code == NODE_UNREACHABLE:
+            detail += " (is a node or the devnet running? `make devnet` starts one; choose a node with --node URL, " \
+                      f"${ENV_NODE} or the config file)"
+        _report(exc.code, detail)
         if exc.code == BAD_NODE_URL:
             return EXIT_USAGE
         return EXIT_NODE if exc.code in _NODE_CODES else EXIT_REJECTED
@@ -103,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         _report("invalid_amount", str(exc))
         return EXIT_USAGE
     except click.Abort:
-        _report("aborted", "")
-        return EXIT_REJECTED
+        _report("interrupted", "stopped at a prompt; nothing was changed")
+        return 130
     except click.ClickException as exc:
         _report("error", exc.format_message())
         return exc.exit_code or EXIT_REJECTED

@@ -18,7 +18,13 @@ from .output import EXIT_KEYSTORE, fail
 @common
 @pass_wallet
 def new(w: Wallet, new_name: str | None) -> None:
-    """Create a new account key in the keystore."""
+    """Create a new account key in the keystore.
+
+    \b
+    Examples:
+      kwh-wallet new --name alice
+      KWH_WALLET_PASSPHRASE=... kwh-wallet new --name bob     (scripts)
+    """
     _create_key(w, check_name(new_name or w.name or DEFAULT_KEY), None)
 
 
@@ -27,6 +33,11 @@ def _create_key(w: Wallet, name: str, key: AccountKey | None) -> None:
     if store.path_of(name).exists():
         fail("key_exists", f"a key named {name!r} already exists in {store.dir}; choose another with --name",
              EXIT_KEYSTORE)
+    if key is not None:
+        same = [k.name for k in store.list() if k.address == key.address_text]
+        if same:
+            fail("key_exists", f"this key is already in the keystore as {same[0]!r} (address {key.address_text}); "
+                               f"use --name {same[0]}", EXIT_KEYSTORE)
     passphrase = os.environ.get(ENV_PASSPHRASE)
     if passphrase is None:
         passphrase = prompt_passphrase(f"New passphrase for key '{name}'", confirm=True)
@@ -35,7 +46,8 @@ def _create_key(w: Wallet, name: str, key: AccountKey | None) -> None:
         w.emit_json({"name": info.name, "address": info.address, "public": info.public.hex(),
                      "path": str(info.path)})
     else:
-        w.echo(f"created key '{info.name}'\naddress: {info.address}\nfile: {info.path}")
+        verb = "created" if key is None else "imported"
+        w.echo(f"{verb} key '{info.name}'\naddress: {info.address}\nfile: {info.path}")
 
 
 @click.command("import-key")
@@ -47,6 +59,12 @@ def import_key(w: Wallet, keyfile: str, new_name: str | None) -> None:
     """Import a node or authority key file into the keystore (encrypting it).
 
     The file is the node's key format: {"type": "ed25519", "public": HEX, "seed": HEX}.
+    A key already in the keystore under another name is refused.
+
+    \b
+    Examples:
+      kwh-wallet import-key devnet-data/keys/wallets/person-01.json --name person-01
+      kwh-wallet import-key node1-key.json --name grid-operator
     """
     from node.keyfile import load_key  # the contract's key file reader
 
@@ -61,7 +79,13 @@ def import_key(w: Wallet, keyfile: str, new_name: str | None) -> None:
 @common
 @pass_wallet
 def list_keys(w: Wallet) -> None:
-    """List the keys in the keystore (no passphrase needed)."""
+    """List the keys in the keystore (no passphrase needed).
+
+    \b
+    Examples:
+      kwh-wallet list
+      kwh-wallet --keystore /media/usb/keys list
+    """
     store = w.keystore
     keys = store.list()
     if w.as_json:
@@ -77,7 +101,12 @@ def list_keys(w: Wallet) -> None:
 @with_key
 @pass_wallet
 def address(w: Wallet) -> None:
-    """Print the address of the chosen key."""
+    """Print the address of the chosen key.
+
+    \b
+    Examples:
+      kwh-wallet --name alice address
+    """
     name = w.key_name()
     info = w.keystore.info(name)
     if w.as_json:
@@ -91,7 +120,12 @@ def address(w: Wallet) -> None:
 @with_key
 @pass_wallet
 def export_public(w: Wallet) -> None:
-    """Print the public key and address (JSON), e.g. for a genesis file."""
+    """Print the public key and address (JSON), e.g. for a genesis file.
+
+    \b
+    Examples:
+      kwh-wallet --name alice export-public
+    """
     info = w.keystore.info(w.key_name())
     w.emit_json({"name": info.name, "type": "ed25519", "address": info.address, "public": info.public.hex()})
 
@@ -101,7 +135,12 @@ def export_public(w: Wallet) -> None:
 @with_key
 @pass_wallet
 def passwd(w: Wallet) -> None:
-    """Change the passphrase of the chosen key (the file is replaced atomically)."""
+    """Change the passphrase of the chosen key (the file is replaced atomically).
+
+    \b
+    Examples:
+      kwh-wallet --name alice passwd
+    """
     name = w.key_name()
     store = w.keystore
     store.info(name)

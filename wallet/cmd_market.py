@@ -8,10 +8,13 @@ import click
 from ledger.keys import format_address
 from ledger.tx import BUY, SELL, SOURCES, AcceptOffer, CancelOffer, CancelOrder, Deliver, PlaceOrder, PostOffer
 
+from .client import NodeError
 from .context import Wallet, common, pass_wallet, with_key
-from .output import EXIT_REJECTED, amount, coin_text, fail, kwh_text, parse_addr, parse_id, price_text
-from .units import (UnitError, format_coin, format_price_per_kwh, format_time, format_wh, parse_kwh,
-                    parse_price_per_kwh, parse_time)
+from .output import EXIT_REJECTED, amount, coin_text, fail, kwh_text, parse_addr, price_text, resolve_id, wh_text
+from .units import (UnitError, format_coin, format_price_per_kwh, format_wh, parse_kwh, parse_price_per_kwh,
+                    parse_time)
+
+SHORT = 10
 
 
 def _source(value: str | None) -> str:
@@ -19,6 +22,21 @@ def _source(value: str | None) -> str:
 
 
 SOURCE_CHOICE = click.Choice(("any",) + SOURCES)
+
+
+MAX_WINDOW_S = 90 * 86400  # the ledger's limit (ledger/transition.py)
+
+
+def offer_ids(w: Wallet) -> list[str]:
+    return [o["offer_id"] for o in w.client.offers(None)]
+
+
+def trade_ids(w: Wallet) -> list[str]:
+    return [t["trade_id"] for t in w.client.get("/trades").get("trades", [])]
+
+
+def order_ids(w: Wallet) -> list[str]:
+    return [o["order_id"] for o in w.client.get("/market/orders").get("orders", [])]
 
 
 @click.command()
@@ -33,7 +51,17 @@ SOURCE_CHOICE = click.Choice(("any",) + SOURCES)
 @with_key
 @pass_wallet
 def offer(w: Wallet, kwh: str, price_per_kwh: str, window_start: str, window_end: str, source: str) -> None:
-    """Offer energy for delivery in a window; buyers prepay when they accept."""
+    """Offer energy for delivery in a window; buyers prepay when they accept.
+
+    A window that has already ended is refused here; offering more than you hold is allowed (you may
+    produce it before the window ends) with a warning.
+
+    \b
+    Examples:
+      kwh-wallet --name alice offer --kwh 2 --price-per-kwh 25 --window-end +1h
+      kwh-wallet --name alice --wait offer --kwh 500Wh --price-per-kwh 24.5 \\
+          --window-start 2026-03-01T09:00Z --window-end 2026-03-01T12:00Z --source solar
+    """
     wh = amount(parse_kwh, kwh, "energy")
     price = amount(parse_price_per_kwh, price_per_kwh, "price")
     now = w.node_now()
@@ -41,20 +69,28 @@ def offer(w: Wallet, kwh: str, price_per_kwh: str, window_start: str, window_end
         start, end = parse_time(window_start, now), parse_time(window_end, now)
     except UnitError as exc:
         fail("invalid_window", str(exc))
+    if end <= now:
+        fail("invalid_window", f"the window ends {w.when(end)}, which is already past (node time {w.when(now)}); "
+                               "give a later --window-end, e.g. +1h")
     if end <= start:
-        fail("invalid_window", f"window end {format_time(end)} is not after its start {format_time(start)}")
+        fail("invalid_window", f"window end {w.when(end)} is not after its start {w.when(start)}")
+    if end - start > MAX_WINDOW_S:
+        fail("invalid_window", "a delivery window may last at most 90 days")
+    held = int(w.client.account(w.my_address())["wh"])
+    if wh > held:
+        w.warn(f"you hold {kwh_text(held)} and offer {kwh_text(wh)}: a buyer's prepayment for what you do not "
+             "deliver by the window's end is refunded to them")
     w.submit(PostOffer(wh, price, start, end, _source(source)),
              f"offer {kwh_text(wh)} at {price_text(price)} (total {coin_text(wh * price)}), "
-             f"delivery {format_time(start)} .. {format_time(end)}",
+             f"delivery {w.when(start)} .. {w.when(end)}",
              {"wh": wh, "price_per_wh": price, "window_start": start, "window_end": end,
               "source": _source(source)}, id_fields=("offer_id",))
 
 
-def _offer_rows(items: list[dict[str, Any]]) -> list[list[str]]:
-    return [[o["offer_id"], o["seller"], f"{format_wh(o['remaining'])}/{format_wh(o['wh'])}",
-             format_price_per_kwh(o["price_per_wh"]),
-             f"{format_time(o['window_start'])} .. {format_time(o['window_end'])}", o.get("source") or "any",
-             o["status"]] for o in items]
+def _offer_rows(w: Wallet, items: list[dict[str, Any]]) -> list[list[str]]:
+    return [[w.id(o["offer_id"]), w.addr(o["seller"]), f"{format_wh(o['remaining'])}/{format_wh(o['wh'])}",
+             format_price_per_kwh(o["price_per_wh"]), w.window(o["window_start"], o["window_end"]),
+             o["status"] + (f" {o['source']}" if o.get("source") else "")] for o in items]
 
 
 @click.command()
@@ -63,23 +99,30 @@ def _offer_rows(items: list[dict[str, Any]]) -> list[list[str]]:
 @common
 @pass_wallet
 def offers(w: Wallet, show_all: bool, seller: str | None) -> None:
-    """Offers on the market (open ones unless --all)."""
+    """Offers on the market (open ones unless --all); ids are short, --full-ids shows them whole.
+
+    \b
+    Examples:
+      kwh-wallet offers
+      kwh-wallet offers --all --seller kwh0bea40a2ac03787f66fdaec9a5552fd77802858ed101b7cd
+      kwh-wallet offers --full-ids
+    """
     seller_text = format_address(parse_addr(seller, "seller")) if seller else None
     items = [o for o in w.client.offers(None if show_all else "open", seller_text)
              if seller_text is None or o.get("seller") == seller_text]  # `seller=` is a node extra
     if w.as_json:
         w.emit_json({"offers": items})
         return
-    w.table(None, ["offer", "seller", "kWh left/total", "coin/kWh", "window (UTC)", "source", "status"],
-            _offer_rows(items), empty="(no offers)")
+    w.table(None, ["offer", "seller", "kWh left", "coin/kWh", f"window ({w.zone()})", "status"],
+            _offer_rows(w, items), empty="(no offers)")
 
 
 def find_offer(w: Wallet, offer_id: str) -> dict[str, Any]:
-    """The API has no route for one offer: look among the open ones, then among all (to say why it is closed)."""
-    for status in ("open", None):
-        for o in w.client.offers(status):
-            if o.get("offer_id") == offer_id:
-                return o
+    try:
+        return w.client.get(f"/market/offers/{offer_id}")  # type: ignore[no-any-return]
+    except NodeError as exc:
+        if exc.code != "not_found":
+            raise
     fail("unknown_offer", f"no offer {offer_id} on the ledger (is it in a block yet?)", EXIT_REJECTED)
 
 
@@ -90,12 +133,20 @@ def find_offer(w: Wallet, offer_id: str) -> dict[str, Any]:
 @with_key
 @pass_wallet
 def accept(w: Wallet, offer_id: str, kwh: str | None) -> None:
-    """Accept (part of) an offer: its price is locked in escrow until delivery or the window's end."""
-    oid = parse_id(offer_id, 32, "offer id").hex()
+    """Accept (part of) an offer: its price is locked in escrow until delivery or the window's end.
+
+    \b
+    Examples:
+      kwh-wallet --name bob --wait accept 3fcd8a01 --kwh 1.5
+      kwh-wallet --name bob accept 3fcd8a01          (all that is left)
+    """
+    oid = resolve_id(offer_id, 32, "offer id", lambda: offer_ids(w))
     o = find_offer(w, oid)
     if o["status"] != "open":
         fail("offer_closed", f"offer {oid} is {o['status']}", EXIT_REJECTED)
     wh = amount(parse_kwh, kwh, "energy") if kwh is not None else int(o["remaining"])
+    if wh > int(o["remaining"]):
+        fail("offer_insufficient", f"offer {oid[:SHORT]} has only {wh_text(int(o['remaining']))} left", EXIT_REJECTED)
     price = int(o["price_per_wh"])
     w.submit(AcceptOffer(bytes.fromhex(oid), wh),
              f"accept {kwh_text(wh)} of offer {oid} at {price_text(price)}: prepay {coin_text(wh * price)}",
@@ -109,19 +160,41 @@ def accept(w: Wallet, offer_id: str, kwh: str | None) -> None:
 @with_key
 @pass_wallet
 def deliver(w: Wallet, trade_id: str, kwh: str) -> None:
-    """Deliver KWH into a trade you sold; the buyer's escrow is released to you pro rata."""
-    tid = parse_id(trade_id, 32, "trade id")
+    """Deliver KWH into a trade you sold; the buyer's escrow is released to you pro rata.
+
+    \b
+    Examples:
+      kwh-wallet --name alice --wait deliver bf5e02c1 1.5
+      kwh-wallet --name alice deliver bf5e02c1 250Wh
+    """
+    tid = resolve_id(trade_id, 32, "trade id", lambda: trade_ids(w))
     wh = amount(parse_kwh, kwh, "energy")
-    w.submit(Deliver(tid, wh), f"deliver {kwh_text(wh)} into trade {tid.hex()}", {"trade_id": tid.hex(), "wh": wh})
+    try:
+        t = w.client.trade(tid)
+    except NodeError as exc:
+        if exc.code != "not_found":
+            raise
+        fail("unknown_trade", f"no trade {tid} on the ledger (is the accept in a block yet?)", EXIT_REJECTED)
+    if t["status"] != "open":
+        fail("trade_closed", f"trade {tid[:SHORT]} is {t['status']}", EXIT_REJECTED)
+    left = int(t["wh"]) - int(t["delivered"])
+    if wh > left:
+        fail("over_delivery", f"trade {tid[:SHORT]} has only {wh_text(left)} left to deliver, not {kwh_text(wh)}",
+             EXIT_REJECTED)
+    now = w.node_now()
+    if now >= int(t["window_end"]):
+        fail("outside_window", f"the delivery window ended {w.when(int(t['window_end']))}", EXIT_REJECTED)
+    w.submit(Deliver(bytes.fromhex(tid), wh), f"deliver {kwh_text(wh)} into trade {tid}", {"trade_id": tid, "wh": wh})
 
 
-def _trade_pairs(t: dict[str, Any]) -> list[tuple[str, str]]:
+def _trade_pairs(w: Wallet, t: dict[str, Any]) -> list[tuple[str, str]]:
     return [("trade", t["trade_id"]), ("offer", t["offer_id"]), ("seller", t["seller"]), ("buyer", t["buyer"]),
             ("energy", kwh_text(t["wh"])), ("price", price_text(t["price_per_wh"])),
             ("escrow", coin_text(t["escrow"])), ("delivered", kwh_text(t["delivered"])),
             ("released", coin_text(t["released"])), ("refunded", coin_text(t["refunded"])),
-            ("window (UTC)", f"{format_time(t['window_start'])} .. {format_time(t['window_end'])}"),
-            ("source", t.get("source") or "any"), ("status", t["status"]), ("height", str(t["height"]))]
+            (f"window ({w.zone()})", f"{w.when(t['window_start'])} .. {w.when(t['window_end'])}"),
+            ("source", t.get("source") or "any"), ("status", t["status"]), ("height", str(t["height"]))] + \
+        ([("final", "yes" if t["final"] else "not yet")] if "final" in t else [])
 
 
 @click.command()
@@ -129,12 +202,18 @@ def _trade_pairs(t: dict[str, Any]) -> list[tuple[str, str]]:
 @common
 @pass_wallet
 def trade(w: Wallet, trade_id: str) -> None:
-    """Show a trade: escrow, delivered, released, refunded."""
-    t = w.client.trade(parse_id(trade_id, 32, "trade id").hex())
+    """Show a trade: escrow, delivered, released, refunded.
+
+    \b
+    Examples:
+      kwh-wallet trade bf5e02c1
+      kwh-wallet trade bf5e02c1 --json
+    """
+    t = w.client.trade(resolve_id(trade_id, 32, "trade id", lambda: trade_ids(w)))
     if w.as_json:
         w.emit_json(t)
     else:
-        w.fields(None, _trade_pairs(t))
+        w.fields(None, _trade_pairs(w, t))
 
 
 @click.command()
@@ -143,14 +222,22 @@ def trade(w: Wallet, trade_id: str) -> None:
 @with_key
 @pass_wallet
 def trades(w: Wallet, addr: str | None) -> None:
-    """Trades an account bought or sold (default: the chosen key)."""
-    items = w.client.trades(w.address_or_mine(addr))
+    """Trades an account bought or sold (default: the chosen key).
+
+    \b
+    Examples:
+      kwh-wallet --name alice trades
+    """
+    me = w.address_or_mine(addr)
+    items = w.client.trades(me)
     if w.as_json:
         w.emit_json({"trades": items})
         return
-    w.table(None, ["trade", "seller", "buyer", "kWh delivered/bought", "coin/kWh", "status"],
-            [[t["trade_id"], t["seller"], t["buyer"], f"{format_wh(t['delivered'])}/{format_wh(t['wh'])}",
-              format_price_per_kwh(t["price_per_wh"]), t["status"]] for t in items], empty="(no trades)")
+    w.table(None, ["trade", "role", "with", "kWh done/all", "coin/kWh", "status"],
+            [[w.id(t["trade_id"]), "seller" if t["seller"] == me else "buyer",
+              w.addr(t["buyer"] if t["seller"] == me else t["seller"]),
+              f"{format_wh(t['delivered'])}/{format_wh(t['wh'])}", format_price_per_kwh(t["price_per_wh"]),
+              t["status"]] for t in items], empty="(no trades)")
 
 
 @click.command()
@@ -159,21 +246,26 @@ def trades(w: Wallet, addr: str | None) -> None:
 @with_key
 @pass_wallet
 def cancel(w: Wallet, offer_id: str) -> None:
-    """Cancel the part of your offer nobody accepted yet."""
-    oid = parse_id(offer_id, 32, "offer id")
-    w.submit(CancelOffer(oid), f"cancel offer {oid.hex()}", {"offer_id": oid.hex()})
+    """Cancel the part of your offer nobody accepted yet.
+
+    \b
+    Examples:
+      kwh-wallet --name alice cancel 3fcd8a01
+    """
+    oid = resolve_id(offer_id, 32, "offer id", lambda: offer_ids(w))
+    w.submit(CancelOffer(bytes.fromhex(oid)), f"cancel offer {oid}", {"offer_id": oid})
 
 
 # --------------------------------------------------------------------------------------- order book
 
 
-def _order_row(o: dict[str, Any]) -> list[str]:
-    return [o["order_id"], o["side"], format_price_per_kwh(o["price_per_wh"]),
+def _order_row(w: Wallet, o: dict[str, Any]) -> list[str]:
+    return [w.id(o["order_id"]), o["side"], format_price_per_kwh(o["price_per_wh"]),
             f"{format_wh(o['remaining'])}/{format_wh(o['wh'])}", format_wh(o["filled_wh"]),
             format_coin(o["paid_coin"]), o["status"]]
 
 
-ORDER_COLUMNS = ["order", "side", "coin/kWh", "kWh left/total", "kWh filled", "coin paid", "status"]
+ORDER_COLUMNS = ["order", "side", "coin/kWh", "kWh left", "filled", "coin paid", "status"]
 
 
 @click.command()
@@ -184,15 +276,26 @@ ORDER_COLUMNS = ["order", "side", "coin/kWh", "kWh left/total", "kWh filled", "c
 @with_key
 @pass_wallet
 def order(w: Wallet, side: str, kwh: str, price_per_kwh: str) -> None:
-    """Place a limit order: buy locks coin at the limit, sell locks kWh; matching is price-time."""
+    """Place a limit order: buy locks coin at the limit, sell locks kWh; matching is price-time.
+
+    \b
+    Examples:
+      kwh-wallet --name alice --wait order sell --kwh 1 --price-per-kwh 30
+      kwh-wallet --name bob --wait order buy --kwh 0.6 --price-per-kwh 31
+    """
     wh = amount(parse_kwh, kwh, "energy")
     price = amount(parse_price_per_kwh, price_per_kwh, "price")
+    if side == SELL:
+        held = int(w.client.account(w.my_address())["wh"])
+        if wh > held:
+            fail("insufficient_wh", f"you hold {wh_text(held)}; a sell order locks the energy it sells, "
+                                        f"{kwh_text(wh)}", EXIT_REJECTED)
 
     def filled(result: dict[str, Any]) -> list[str]:
         for o in w.client.orders(result["sender"]):
             if o.get("order_id") == result["txid"]:
                 result["order"] = o
-                return [f"order {o['status']}: {format_wh(o['filled_wh'])} of {kwh_text(o['wh'])} filled for "
+                return [f"order {o['status']}: {kwh_text(o['filled_wh'])} of {kwh_text(o['wh'])} filled for "
                         f"{coin_text(o['paid_coin'])}"]
         return []
 
@@ -208,27 +311,38 @@ def order(w: Wallet, side: str, kwh: str, price_per_kwh: str) -> None:
 @with_key
 @pass_wallet
 def orders(w: Wallet, addr: str | None) -> None:
-    """Orders of an account (default: the chosen key)."""
+    """Orders of an account (default: the chosen key).
+
+    \b
+    Examples:
+      kwh-wallet --name alice orders
+    """
     items = w.client.orders(w.address_or_mine(addr))
     if w.as_json:
         w.emit_json({"orders": items})
         return
-    w.table(None, ORDER_COLUMNS, [_order_row(o) for o in items], empty="(no orders)")
+    w.table(None, ORDER_COLUMNS, [_order_row(w, o) for o in items], empty="(no orders)")
 
 
 @click.command()
 @common
 @pass_wallet
 def orderbook(w: Wallet) -> None:
-    """Resting buy and sell orders, best first."""
+    """Resting buy and sell orders, best first.
+
+    \b
+    Examples:
+      kwh-wallet orderbook
+      kwh-wallet orderbook --json
+    """
     book = w.client.orderbook()
     if w.as_json:
         w.emit_json(book)
         return
     for title, side in (("sells (lowest price first)", "sells"), ("buys (highest price first)", "buys")):
         w.table(title, ["order", "owner", "coin/kWh", "kWh left"],
-                [[o["order_id"], o["owner"], format_price_per_kwh(o["price_per_wh"]), format_wh(o["remaining"])]
-                 for o in book.get(side, [])], empty="(none)")
+                [[w.id(o["order_id"]), w.addr(o["owner"]), format_price_per_kwh(o["price_per_wh"]),
+                  format_wh(o["remaining"])] for o in book.get(side, [])], empty="(none)")
 
 
 @click.command("cancel-order")
@@ -237,9 +351,14 @@ def orderbook(w: Wallet) -> None:
 @with_key
 @pass_wallet
 def cancel_order(w: Wallet, order_id: str) -> None:
-    """Cancel the unfilled rest of your order; what it locked comes back."""
-    oid = parse_id(order_id, 32, "order id")
-    w.submit(CancelOrder(oid), f"cancel order {oid.hex()}", {"order_id": oid.hex()})
+    """Cancel the unfilled rest of your order; what it locked comes back.
+
+    \b
+    Examples:
+      kwh-wallet --name alice cancel-order f074c2d9
+    """
+    oid = resolve_id(order_id, 32, "order id", lambda: order_ids(w))
+    w.submit(CancelOrder(bytes.fromhex(oid)), f"cancel order {oid}", {"order_id": oid})
 
 
 COMMANDS = [offer, offers, accept, deliver, trade, trades, cancel, order, orders, orderbook, cancel_order]

@@ -8,6 +8,7 @@ import os
 import random
 import sys
 import time
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 import click
@@ -18,9 +19,10 @@ from ledger.keys import AccountKey, format_address
 from ledger.tx import Body, SignedTx, sign_tx
 
 from .client import DEFAULT_NODE, ENV_NODE, NodeClient, NodeError
+from .config import ConfigError, load_config
 from .keystore import Keystore, UnknownKey, check_name, resolve_dir
-from .output import EXIT_KEYSTORE, CliError, amount, coin_text, fail, parse_addr
-from .units import parse_coin
+from .output import EXIT_KEYSTORE, CliError, amount, coin_text, fail, parse_addr, short_address, short_id
+from .units import format_time, parse_coin
 
 ENV_PASSPHRASE = "KWH_WALLET_PASSPHRASE"
 ENV_NEW_PASSPHRASE = "KWH_WALLET_NEW_PASSPHRASE"
@@ -34,14 +36,22 @@ class Wallet:
     """What every command needs: options, keystore, node client, output."""
 
     def __init__(self, node: str | None, keystore: str | None, name: str | None, as_json: bool, wait: bool,
-                 timeout: float, fee: str | None) -> None:
-        self.node_url = node or os.environ.get(ENV_NODE) or DEFAULT_NODE
+                 timeout: float, fee: str | None, full_ids: bool = False, local_time: bool = False) -> None:
+        try:
+            cfg = load_config()
+        except ConfigError as exc:
+            fail("bad_config", str(exc))
+        self.node_url = node or os.environ.get(ENV_NODE) or cfg.node or DEFAULT_NODE
+        self.fallback_nodes = cfg.fallback_nodes
         self.keystore_dir = keystore
-        self.name = name
+        self.name = name or cfg.name
         self.as_json = as_json
         self.wait = wait
         self.timeout = timeout
         self.fee_text = fee
+        self.full_ids = full_ids
+        self.local_time = local_time or cfg.local_time
+        self.warnings: list[str] = []
         self._client: NodeClient | None = None
         self._console: Console | None = None
 
@@ -53,16 +63,46 @@ class Wallet:
     @property
     def client(self) -> NodeClient:
         if self._client is None:
-            self._client = NodeClient(self.node_url, timeout=min(REQUEST_TIMEOUT_S, max(self.timeout, 1.0)))
+            self._client = NodeClient(self.node_url, timeout=min(REQUEST_TIMEOUT_S, max(self.timeout, 1.0)),
+                                      fallbacks=self.fallback_nodes)
         return self._client
 
     @property
     def console(self) -> Console:
         if self._console is None:
             tty = sys.stdout.isatty()
-            # not a terminal: wide enough that no id or address is ever folded (scripts should use --json)
-            self._console = Console(markup=False, highlight=False, emoji=False, width=None if tty else 1000)
+            # not a terminal: $COLUMNS if set, else wide enough that nothing is folded (scripts use --json)
+            columns = os.environ.get("COLUMNS", "")
+            width = None if tty else int(columns) if columns.isdigit() and int(columns) > 0 else 1000
+            self._console = Console(markup=False, highlight=False, emoji=False, width=width)
         return self._console
+
+    # display ------------------------------------------------------------------------------------------
+    def id(self, value: str) -> str:
+        return short_id(value, self.full_ids)
+
+    def addr(self, value: str | None) -> str:
+        return short_address(value, self.full_ids) if value else "-"
+
+    def when(self, seconds: int) -> str:
+        """A time as people read it: UTC ('2026-03-01 12:00:00Z'), or local time with --local-time."""
+        return format_time(seconds, local=self.local_time)
+
+    def short_time(self, seconds: int | None) -> str:
+        """A time in a table: 'MM-DD HH:MM' in the zone the column header names."""
+        if not seconds:
+            return "-"
+        zone = None if self.local_time else timezone.utc
+        return datetime.fromtimestamp(seconds, zone).strftime("%m-%d %H:%M")
+
+    def window(self, start: int, end: int) -> str:
+        """A delivery window in a table: '11-30 15:00 +60m' (start and length)."""
+        minutes = (end - start) // 60
+        length = f"+{minutes}m" if minutes < 600 else f"+{minutes // 60}h"
+        return f"{self.short_time(start)} {length}"
+
+    def zone(self) -> str:
+        return "local" if self.local_time else "UTC"
 
     # keys -----------------------------------------------------------------------------------------
     def key_name(self) -> str:
@@ -99,9 +139,14 @@ class Wallet:
 
     # transactions ---------------------------------------------------------------------------------
     def fee(self) -> int:
+        """--fee, checked against the chain's minimum here (in coin, as typed), else the minimum."""
+        minimum = self.client.min_fee()
         if self.fee_text is None:
-            return self.client.min_fee()
-        return amount(parse_coin, self.fee_text, "fee", positive=False)
+            return minimum
+        fee = amount(parse_coin, self.fee_text, "fee", positive=False)
+        if fee < minimum:
+            raise CliError("fee_too_low", f"fee {coin_text(fee)} is below the chain's minimum {coin_text(minimum)}")
+        return fee
 
     def node_now(self) -> int:
         """The node's clock in unix seconds (blocks are judged by it), the local clock if it has none."""
@@ -118,6 +163,8 @@ class Wallet:
         tx moves or locks besides its fee: a balance that cannot cover both is refused here, in coin, before
         anything is signed (the node checks again when it admits the tx and when it builds the block).
         """
+        if self.fee_text is not None:
+            self.fee()  # a --fee below the minimum is refused before the passphrase is asked
         key = self.unlock()
         client = self.client
         chain_id = client.chain_id()
@@ -144,6 +191,8 @@ class Wallet:
             result["block"] = info.get("block")
             if after is not None:
                 notes = after(result)
+        if self.warnings:
+            result["warnings"] = list(self.warnings)
         if self.as_json:
             self.emit_json(result)
         else:
@@ -183,6 +232,13 @@ class Wallet:
     def emit_json(self, data: Any) -> None:
         click.echo(json.dumps(data, indent=2, sort_keys=False))
 
+    def warn(self, text: str) -> None:
+        """Something the user should know that does not stop the command: a line 'warning: ...' on stderr, or
+        with --json an entry in the result's "warnings" (stderr stays for errors)."""
+        self.warnings.append(text)
+        if not self.as_json:
+            click.echo(f"warning: {text}", err=True)
+
     def echo(self, text: str) -> None:
         click.echo(text)
 
@@ -192,13 +248,19 @@ class Wallet:
             self.console.print(renderable)
         click.echo("\n".join(line.rstrip() for line in cap.get().rstrip("\n").split("\n")))
 
-    def table(self, title: str | None, columns: list[str], rows: list[list[str]], empty: str = "(none)") -> None:
+    def table(self, title: str | None, columns: list[str], rows: list[list[str]], empty: str = "(none)",
+              wrap_last: bool = False) -> None:
+        """A table that fits 80 columns with short ids: no box, one space between columns; cells are not
+        folded (an id split over lines cannot be copied), except the last column with `wrap_last`."""
         if not rows:
             click.echo(f"{title}\n{empty}" if title else empty)
             return
-        table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
-        for col in columns:
-            table.add_column(col, overflow="fold")
+        table = Table(title=title, title_justify="left", box=None, padding=(0, 1), pad_edge=False,
+                      header_style="bold", show_edge=False)
+        for i, col in enumerate(columns):
+            last = i == len(columns) - 1
+            table.add_column(col, no_wrap=not (last and wrap_last), overflow="fold" if last and wrap_last
+                             else "ellipsis")
         for row in rows:
             table.add_row(*row)
         self.render(table)
@@ -215,18 +277,18 @@ class Wallet:
 
 
 def prompt_passphrase(text: str, confirm: bool) -> str:
-    """Ask at the terminal (hidden, confirmed for new keys), or read one line from a pipe."""
+    """Ask at the terminal (hidden, confirmed for new keys), or read one line from a pipe. An empty passphrase
+    is refused in words; Ctrl-C at the prompt is an interruption (exit 130), not a keystore error."""
     if not sys.stdin.isatty():
         line = sys.stdin.readline()
         if not line.strip("\r\n"):
             fail("no_passphrase", f"no passphrase: stdin is not a terminal and gave none; set {ENV_PASSPHRASE}",
                  EXIT_KEYSTORE)
         return line.rstrip("\r\n")
-    try:
-        value = click.prompt(text, hide_input=True, confirmation_prompt=confirm, err=True)
-    except click.Abort:
-        fail("no_passphrase", f"no passphrase given (type it at the prompt or set {ENV_PASSPHRASE})",
-             EXIT_KEYSTORE)
+    value = click.prompt(text, hide_input=True, confirmation_prompt=confirm, err=True, default="",
+                         show_default=False)  # click.Abort on Ctrl-C: main() says 'interrupted'
+    if not value:
+        fail("empty_passphrase", "the passphrase is empty; type one (or set " + ENV_PASSPHRASE + ")", EXIT_KEYSTORE)
     return str(value)
 
 
@@ -240,11 +302,16 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--wait", "wait_", is_flag=True, default=False, hidden=True)
     @click.option("--timeout", "timeout_", type=float, default=None, hidden=True)
     @click.option("--fee", "fee_", default=None, hidden=True)
+    @click.option("--node", "node_", default=None, hidden=True)
+    @click.option("--full-ids", "full_ids_", is_flag=True, default=False, hidden=True)
     @functools.wraps(fn)
     def wrapper(*args: Any, as_json_: bool, wait_: bool, timeout_: float | None, fee_: str | None,
-                **kwargs: Any) -> Any:
+                node_: str | None, full_ids_: bool, **kwargs: Any) -> Any:
         w = click.get_current_context().find_object(Wallet)
         if w is not None:
+            if node_ is not None:
+                w.node_url, w._client = node_, None
+            w.full_ids = w.full_ids or full_ids_
             w.as_json = w.as_json or as_json_
             w.wait = w.wait or wait_
             if timeout_ is not None:
