@@ -90,7 +90,7 @@ def _report(code: str, detail: str) -> None:
         pass
 
 
-_WH = re.compile(r"(?<![\w.])(\d+) Wh\b")
+_WH = re.compile(r"(?<![\w.(])(\d+) Wh\b")  # not one already said as "(N Wh)"
 
 
 def humanize(code: str, detail: str) -> str:

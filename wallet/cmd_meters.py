@@ -296,7 +296,7 @@ def read(w: Wallet, key_file: str, export_kwh: str, import_kwh: str, interval_st
     except OSError as exc:
         fail("cannot_write", f"{path}: {exc.strerror or exc}")
     if w.as_json:
-        w.emit_json(dict(document, file=str(path)))
+        w.emit_json(dict(document, file=str(path.resolve())))
     else:
         w.echo(f"wrote {path}: meter {mid[:10]} reading #{fields.counter}, interval {w.when(start)} + "
                f"{interval_s} s, export {kwh_text(export_wh)}, import {kwh_text(import_wh)}\n"
