@@ -242,10 +242,12 @@ class Wallet:
     def echo(self, text: str) -> None:
         click.echo(text)
 
-    def render(self, renderable: Any) -> None:
-        """Print a rich renderable without the padding rich adds at line ends (friendlier to grep and diff)."""
-        with self.console.capture() as cap:
-            self.console.print(renderable)
+    def render(self, renderable: Any, wide: bool = False) -> None:
+        """Print a rich renderable without the padding rich adds at line ends (friendlier to grep and diff).
+        `wide`: as wide as it needs (whole ids asked for with --full-ids are never cut)."""
+        console = Console(markup=False, highlight=False, emoji=False, width=1000) if wide else self.console
+        with console.capture() as cap:
+            console.print(renderable)
         click.echo("\n".join(line.rstrip() for line in cap.get().rstrip("\n").split("\n")))
 
     def table(self, title: str | None, columns: list[str], rows: list[list[str]], empty: str = "(none)",
@@ -263,7 +265,7 @@ class Wallet:
                              else "ellipsis")
         for row in rows:
             table.add_row(*row)
-        self.render(table)
+        self.render(table, wide=self.full_ids)
 
     def fields(self, title: str | None, pairs: list[tuple[str, str]]) -> None:
         table = Table.grid(padding=(0, 2))
