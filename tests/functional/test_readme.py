@@ -20,7 +20,6 @@ import random
 import re
 import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
