@@ -26,13 +26,15 @@ import click
 from rich.console import Console
 from rich.live import Live
 
+from node.keyfile import write_private
+from wallet.client import DEFAULT_NODE
+
 from .client import NodeUnavailable
 from .genesis import (DEFAULT_AUTHORITIES, DEFAULT_BASE_PORT, DEFAULT_CHAIN_ID, DEFAULT_PERSONS, INTERVAL_MODES, PERSON,
                       create_devnet)
 from .layout import INDEX, Devnet, LayoutError
 from .nodes import NodeStartError, Supervisor, running_nodes, running_supervisor, stop_devnet
 from .run import DevnetRun, RunOptions
-from node.keyfile import write_private
 
 DEFAULT_DIR = "./devnet-data"
 ENV_DIR = "KWH_DEVNET_DIR"  # so `kwh-devnet status` and `down` find the devnet `make devnet` started elsewhere
@@ -74,13 +76,17 @@ class Out:
 
 
 def next_steps(directory: Path, devnet: Devnet) -> list[str]:
-    """What to type in another terminal: the same lines as the README's first steps."""
+    """What to type in another terminal: the README's first steps, with this devnet's paths and ports."""
     venv_bin = Path(sys.executable).parent
+    local_venv = Path.cwd() / ".venv" / "bin"
+    activate = ".venv/bin/activate" if local_venv.exists() and local_venv.resolve() == venv_bin.resolve() \
+        else str(venv_bin / "activate")
     person = next((w.name for w in devnet.wallets if w.role == PERSON), None)
+    node = devnet.nodes[0].url
     lines = [f"in another terminal, in {Path.cwd()}:",
-             f"  . {venv_bin / 'activate'}    (puts kwh-devnet and kwh-wallet on PATH)",
-             "  kwh-devnet status" + ("" if str(directory) == DEFAULT_DIR else f" --dir {directory}"),
-             f"  kwh-wallet --node {devnet.nodes[0].url} status"]
+             f"  . {activate}    (puts kwh-devnet and kwh-wallet on PATH)",
+             "  kwh-devnet status" + ("" if str(directory) in (DEFAULT_DIR, DEFAULT_DIR[2:]) else f" --dir {directory}"),
+             "  kwh-wallet " + ("" if node == DEFAULT_NODE else f"--node {node} ") + "status"]
     if person:
         lines.append(f"  kwh-wallet import-key {directory}/keys/wallets/{person}.json --name {person}"
                      "    (person-NN wallets: no market agent touches them)")

@@ -287,11 +287,15 @@ def prompt_passphrase(text: str, confirm: bool) -> str:
             fail("no_passphrase", f"no passphrase: stdin is not a terminal and gave none; set {ENV_PASSPHRASE}",
                  EXIT_KEYSTORE)
         return line.rstrip("\r\n")
-    value = click.prompt(text, hide_input=True, confirmation_prompt=confirm, err=True, default="",
-                         show_default=False)  # click.Abort on Ctrl-C: main() says 'interrupted'
+    def ask(prompt: str) -> str:  # click.Abort on Ctrl-C: main() says 'interrupted'
+        return str(click.prompt(prompt, hide_input=True, err=True, default="", show_default=False))
+
+    value = ask(text)
     if not value:
         fail("empty_passphrase", "the passphrase is empty; type one (or set " + ENV_PASSPHRASE + ")", EXIT_KEYSTORE)
-    return str(value)
+    if confirm and ask("Repeat for confirmation") != value:
+        fail("passphrase_mismatch", "the two passphrases differ; nothing was written", EXIT_KEYSTORE)
+    return value
 
 
 pass_wallet = click.make_pass_decorator(Wallet)

@@ -148,7 +148,7 @@ def test_first_steps_then_the_walkthrough_untouched_by_agents(clone: Clone) -> N
     assert re.search(r"sync\s+up to date", done.stdout), done.stdout  # not 'syncing False'
     # the devnet told the same story when it started (piped: plain text with the simulated clock)
     started = (c.root / "make-devnet.out").read_text()
-    assert ". " in started and ".venv/bin/activate" in started and "kwh-wallet" in started
+    assert "  . .venv/bin/activate" in started and "  kwh-devnet status\n" in started and "person-01" in started
 
     devnet = json.loads((c.devnet_dir / "devnet.json").read_text())
     authorities = [n for n in devnet["nodes"] if n["role"] == "authority"]

@@ -394,3 +394,13 @@ def test_market_agents_leave_people_and_absurd_prices_alone(devnet: Devnet) -> N
     people = [w for w in devnet.wallets if w.role == "person"]
     assert people and all(w.coin > 0 for w in people)
     assert not {w.name for w in people} & {a.name for a in Market(devnet, None, seed=1).agents}  # type: ignore[arg-type]
+
+
+def test_the_view_says_the_simulated_time_and_whether_the_sun_is_up() -> None:
+    from devnet.view import sim_clock_text
+    site = Site()  # Tokyo, UTC+09:00
+    midnight = calendar.timegm((2026, 6, 20, 15, 0, 0)) + 0.0  # 00:00 at the site
+    night = sim_clock_text(midnight, site, 120, False)
+    assert night == "simulated 2026-06-20 15:00 UTC (00:00 at the site, UTC+09:00; night: no solar) x120"
+    noon = sim_clock_text(midnight + 12 * 3600, site, 120, True)
+    assert "03:00 UTC (12:00 at the site" in noon and "daylight: solar" in noon and noon.endswith("real time")

@@ -180,3 +180,56 @@ def test_history_says_who_did_what() -> None:
     assert mine.direction == "out" and mine.what.startswith("accepted") and mine.fee == 1000
     paid = describe({"kind": "transfer", "sender": other, "to": me, "amount": 1_500_000_000, "fee": 1000}, me)
     assert (paid.direction, paid.amount, paid.counterparty) == ("in", "1.5 coin", other)
+
+
+def _at_a_terminal(offline: Path, keys: bytes) -> tuple[int, str]:
+    """Run `kwh-wallet new` with a pseudo-terminal as stdin/stdout/stderr, typing `keys`; (exit code, screen)."""
+    import pty
+    import subprocess
+    import sys
+    import time
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KWH_")}
+    env.update(KWH_WALLET_DIR=str(offline / "keys"), KWH_WALLET_CONFIG=str(offline / "none.toml"),
+               KWH_WALLET_FAST_KDF="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    def controlling_terminal() -> None:  # Ctrl-C typed at the terminal becomes SIGINT, as in a shell
+        import fcntl
+        import termios
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen([sys.executable, "-m", "wallet", "new", "--name", "tty"], stdin=follower,
+                            stdout=follower, stderr=follower, env=env, preexec_fn=controlling_terminal)
+    os.close(follower)
+    screen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"Passphrase" not in screen and b"passphrase" not in screen and time.monotonic() < deadline:
+            screen += os.read(leader, 4096)
+        os.write(leader, keys)
+        rc = proc.wait(timeout=30)
+        try:
+            while True:
+                chunk = os.read(leader, 4096)
+                if not chunk:
+                    break
+                screen += chunk
+        except OSError:
+            pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(leader)
+    return rc, screen.decode(errors="replace")
+
+
+def test_an_empty_passphrase_is_refused_in_words(offline: Path) -> None:
+    rc, screen = _at_a_terminal(offline, b"\r")
+    assert rc == 4 and "error: empty_passphrase:" in screen, screen
+    assert not (offline / "keys" / "tty.json").exists()
+
+
+def test_ctrl_c_at_the_prompt_is_an_interruption(offline: Path) -> None:
+    rc, screen = _at_a_terminal(offline, b"\x03")
+    assert rc == 130 and "error: interrupted:" in screen and "no_passphrase" not in screen, screen
