@@ -98,8 +98,10 @@ def render(run: DevnetRun) -> Group:
     e.add_column("value", justify="right")
     e.add_row("readings made / accepted / on chain", f"{stats.readings} / {stats.accepted} / {stats.confirmed}")
     e.add_row("exported by meters (accepted)", kwh(stats.export_wh_accepted))
-    e.add_row("minted on chain (this run)",
-              kwh(minted - stats.baseline_minted_wh if minted is not None else None))
+    this_run = minted - stats.baseline_minted_wh if minted is not None else None
+    dark = sun_elevation_sin(stats.sim_now or run.clock.now(), run.devnet.site) <= 0
+    e.add_row("minted on chain (this run)", kwh(this_run) + ("  (night: no solar yet)" if dark and not this_run
+                                                             else ""))
     e.add_row("minted on chain (all time)", kwh(minted))
     e.add_row("consumed (metered) / redeemed", f"{kwh(energy.get('consumed_wh'))} / {kwh(energy.get('redeemed_wh'))}")
     e.add_row("settled (delivered + order fills)", kwh(energy.get("settled_wh")))
