@@ -64,10 +64,11 @@ def progress_line(run: DevnetRun) -> str:
 
 
 def nodes_table(rows: list[dict[str, Any]], title: str = "nodes") -> Table:
-    t = Table(title=title, title_justify="left", expand=False)
-    for col in ("node", "role", "url", "state", "height", "head", "peers", "mempool"):
-        t.add_column(col, justify="right" if col in ("height", "peers", "mempool") else "left",
-                     overflow="fold")
+    """The nodes at a glance; fits 80 columns (address without 'http://', head's first 10 hex characters)."""
+    t = Table(title=title, title_justify="left", expand=False, box=None, padding=(0, 1), pad_edge=False,
+              header_style="bold")
+    for col in ("node", "role", "address", "state", "height", "head", "peers", "mempool"):
+        t.add_column(col, justify="right" if col in ("height", "peers", "mempool") else "left", no_wrap=True)
     for r in rows:
         if r.get("up"):
             state = Text("syncing", style="yellow") if r.get("syncing") else Text("up", style="green")
@@ -75,8 +76,8 @@ def nodes_table(rows: list[dict[str, Any]], title: str = "nodes") -> Table:
             state = Text(f"exited {r['exit']}", style="red")
         else:
             state = Text("down", style="red")
-        t.add_row(r["name"], r["role"], r["url"], state, str(r.get("height", "-")), short(r.get("head")),
-                  str(r.get("peers", "-")), str(r.get("mempool", "-")))
+        t.add_row(r["name"], r["role"], str(r["url"]).removeprefix("http://"), state, str(r.get("height", "-")),
+                  short(r.get("head"), 10), str(r.get("peers", "-")), str(r.get("mempool", "-")))
     return t
 
 

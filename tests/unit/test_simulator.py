@@ -404,3 +404,18 @@ def test_the_view_says_the_simulated_time_and_whether_the_sun_is_up() -> None:
     assert night == "simulated 2026-06-20 15:00 UTC (00:00 at the site, UTC+09:00; night: no solar) x120"
     noon = sim_clock_text(midnight + 12 * 3600, site, 120, True)
     assert "03:00 UTC (12:00 at the site" in noon and "daylight: solar" in noon and noon.endswith("real time")
+
+
+def test_the_nodes_table_fits_80_columns() -> None:
+    from rich.console import Console
+
+    from devnet.view import nodes_table
+    rows = [{"name": f"auth{i}", "role": "authority", "url": f"http://127.0.0.1:{8701 + i}", "up": True,
+             "height": 123456, "head": "ab" * 32, "peers": 4, "mempool": 120} for i in range(4)]
+    rows.append({"name": "obs0", "role": "observer", "url": "http://127.0.0.1:8705", "up": False, "exit": -9})
+    console = Console(width=80)
+    with console.capture() as cap:
+        console.print(nodes_table(rows))
+    lines = cap.get().splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in lines)
+    assert "127.0.0.1:8704" in lines[4] and "abababababab"[:10] in lines[4] and "exited -9" in lines[-1]
