@@ -11,7 +11,7 @@ from ledger.tx import Redeem, Transfer, TransferWh
 
 from .client import NodeError
 from .context import Wallet, common, pass_wallet, with_key
-from .describe import describe
+from .describe import describe, describe_fill, describe_refund
 from .keystore import KeystoreError
 from .output import CliError, amount, coin_text, kwh_text, parse_addr, resolve_id
 from .units import format_wh, parse_coin, parse_kwh
@@ -187,12 +187,21 @@ def history(w: Wallet, addr: str | None, limit: int) -> None:
     items = w.client.history(me, limit)
     blocks = _Blocks(w)
     rows = []
+    orders: dict[str, dict[str, Any]] | None = None
     for x in items:
+        meaning = None
         try:
-            tx = w.client.tx(x["txid"]).get("tx") or {}
+            if x["kind"] == "refund":  # the entry's txid is the trade's id
+                meaning = describe_refund(w.client.trade(x["txid"]))
+            elif x["kind"] == "fill":  # the entry's txid is the order's id
+                if orders is None:
+                    orders = {o["order_id"]: o for o in w.client.orders(me)}
+                if x["txid"] in orders:
+                    meaning = describe_fill(orders[x["txid"]])
+            if meaning is None:
+                meaning = describe(w.client.tx(x["txid"]).get("tx") or {}, me)
         except NodeError:
-            tx = {}
-        meaning = describe(tx, me)
+            meaning = describe({"kind": x["kind"]}, me)
         x.update({"time": blocks.time(x.get("height")), "direction": meaning.direction,
                   "amount": meaning.amount, "counterparty": meaning.counterparty, "what": meaning.what,
                   "fee": meaning.fee})

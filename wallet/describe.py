@@ -85,3 +85,19 @@ def describe(tx: dict[str, Any], me: str | None) -> Meaning:
     if kind == "revoke_meter":
         return Meaning(NONE, "", None, f"revoked meter {str(tx.get('meter_id', ''))[:12]}", fee)
     return Meaning(NONE, "", None if mine else sender, kind, fee)
+
+
+def describe_refund(trade: dict[str, Any]) -> Meaning:
+    """A history entry 'refund' (its txid is the trade's id): escrow back to the buyer at the window's end."""
+    undelivered = int(trade["wh"]) - int(trade["delivered"])
+    return Meaning(IN, _coin(int(trade["refunded"])), trade.get("seller"),
+                   f"refund from trade {str(trade['trade_id'])[:12]}: {_kwh(undelivered)} not delivered", None)
+
+
+def describe_fill(order: dict[str, Any]) -> Meaning:
+    """A history entry 'fill' (its txid is the order's id): the order matched; totals so far."""
+    buy = order.get("side") == "buy"
+    filled = int(order["filled_wh"])
+    return Meaning(IN if buy else OUT, _kwh(filled), None,
+                   f"{order.get('side')} order {str(order['order_id'])[:12]} filled {_kwh(filled)} for "
+                   f"{_coin(int(order['paid_coin']))} so far", None)

@@ -233,6 +233,12 @@ def test_first_steps_then_the_walkthrough_untouched_by_agents(clone: Clone) -> N
     history = c.wallet("--name", "alice", "history", as_json=False)
     assert all(len(line) <= 80 for line in history.splitlines()), history
     assert "received 100 coin" in history and "sent 1.5 coin" in history
+    said = c.wallet("--name", "alice", "history", "--limit", "100")["history"]
+    assert any(e["kind"] == "accept_offer" and e["direction"] == "in" and "your offer" in e["what"]
+               and e["counterparty"] == bob for e in said), said  # bob's accept, not alice's own
+    bobs = c.wallet("--name", "bob", "history", "--limit", "100")["history"]
+    assert any(e["kind"] == "refund" and e["amount"] == "2.5 coin" for e in bobs), bobs
+    assert all(e["time"] for e in bobs)
 
     # /metrics carries the chain's energy totals
     with urllib.request.urlopen(c.node + "/metrics", timeout=10) as resp:

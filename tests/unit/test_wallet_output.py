@@ -233,3 +233,13 @@ def test_an_empty_passphrase_is_refused_in_words(offline: Path) -> None:
 def test_ctrl_c_at_the_prompt_is_an_interruption(offline: Path) -> None:
     rc, screen = _at_a_terminal(offline, b"\x03")
     assert rc == 130 and "error: interrupted:" in screen and "no_passphrase" not in screen, screen
+
+
+def test_refunds_and_fills_in_history_are_not_your_own_accept_or_order() -> None:
+    from wallet.describe import describe_fill, describe_refund
+    refund = describe_refund({"trade_id": "cd" * 32, "seller": "kwhS", "wh": 300, "delivered": 200,
+                              "refunded": 2_500_000_000})
+    assert (refund.direction, refund.amount, refund.counterparty) == ("in", "2.5 coin", "kwhS")
+    assert "0.1 kWh not delivered" in refund.what
+    fill = describe_fill({"order_id": "ef" * 32, "side": "sell", "filled_wh": 100, "paid_coin": 4_000_000_000})
+    assert (fill.direction, fill.amount) == ("out", "0.1 kWh") and "for 4 coin so far" in fill.what
