@@ -70,25 +70,38 @@ def test_sigterm_with_the_pipe_reader_gone_still_writes_the_summary(tmp_path: Pa
         finish(proc, pids)
 
 
-def test_sigint_while_the_nodes_start_writes_a_summary_too(tmp_path: Path) -> None:
+def node_processes(directory: Path) -> list[int]:
+    """Live node processes of this devnet directory, found by command line (no pid file needed)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if " -m node " in cmd and f"{directory}/genesis.json" in cmd and pid_alive(int(entry.name)):
+                out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.001, 0.003, 0.01, 0.02, 0.05, 0.3, 1.5])  # the spawn window is short
+def test_sigint_while_the_nodes_start_writes_a_summary_and_leaves_no_node(tmp_path: Path, delay_s: float) -> None:
     directory = tmp_path / "dn"
     proc = up(directory, "--speed", "600")
-    pids: list[int] = []
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         while b"starting" not in line:
             assert line, "up ended before starting nodes"
             line = proc.stdout.readline()
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: to the whole group, nodes included
+        time.sleep(delay_s)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches `up`'s group (the nodes have their own sessions)
         proc.wait(timeout=60)
         summary = json.loads((directory / "summary.json").read_text())
         assert summary["stopped_by"] in ("signal", "error") and "chain_id" in summary, summary
-        if (directory / "devnet.pid").exists():
-            pids = node_pids(directory)
-        assert not any(pid_alive(p) for p in pids)
+        assert not node_processes(directory), "a node outlived `kwh-devnet up`"
     finally:
-        finish(proc, pids)
+        finish(proc, node_processes(directory))
 
 
 def test_piped_view_is_plain_text_with_the_simulated_clock(tmp_path: Path) -> None:
