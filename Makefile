@@ -22,7 +22,7 @@ functional: $(STAMP)
 	$(BIN)/python -m pytest -q tests/functional
 
 devnet: $(STAMP)
-	$(BIN)/kwh-devnet up
+	$(BIN)/kwh-devnet up $(DEVNET_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)

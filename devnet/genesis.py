@@ -31,6 +31,9 @@ MIX = (SOLAR, HOUSEHOLD, PROSUMER, HOUSEHOLD, SOLAR, HOUSEHOLD, PROSUMER, SOLAR)
 LEDGER_KIND = {SOLAR: GENERATION, HOUSEHOLD: CONSUMPTION, PROSUMER: BOTH}
 SOURCE = {SOLAR: "solar", HOUSEHOLD: "grid", PROSUMER: "solar"}
 WALLET_ROLE = {SOLAR: "producer", HOUSEHOLD: "consumer", PROSUMER: "prosumer"}
+PERSON = "person"  # a funded wallet for people at the keyboard: no meter, and no market agent touches it
+DEFAULT_AUTHORITIES = 4  # one may fail and blocks still finalize
+DEFAULT_PERSONS = 3
 INTERVAL_MODES = ("900", "1800", "mixed")
 
 
@@ -49,7 +52,8 @@ def interval_for(index: int, mode: str) -> int:
     return value
 
 
-def create_devnet(root: str | Path, authorities: int = 3, observers: int = 1, meters: int = 24, traders: int = 2,
+def create_devnet(root: str | Path, authorities: int = DEFAULT_AUTHORITIES, observers: int = 1, meters: int = 24,
+                  traders: int = 2, persons: int = DEFAULT_PERSONS,
                   chain_id: str = DEFAULT_CHAIN_ID, seed: int | None = None, block_interval_ms: int = 2000,
                   min_difficulty: int = 256, min_fee: int = 1000, base_port: int = DEFAULT_BASE_PORT,
                   host: str = "127.0.0.1", interval: str = "mixed", wallet_coin: int = DEFAULT_COIN,
@@ -62,8 +66,8 @@ def create_devnet(root: str | Path, authorities: int = 3, observers: int = 1, me
     root = Path(root)
     if (root / INDEX).exists():
         raise LayoutError(f"{root} already holds a devnet ({INDEX}); reuse it or choose another --dir")
-    if authorities < 1 or observers < 0 or meters < 0 or traders < 0:
-        raise LayoutError("need at least one authority; observers, meters and traders cannot be negative")
+    if authorities < 1 or observers < 0 or meters < 0 or traders < 0 or persons < 0:
+        raise LayoutError("need at least one authority; observers, meters, traders and persons cannot be negative")
     if interval not in INTERVAL_MODES:
         raise LayoutError(f"interval must be one of {', '.join(INTERVAL_MODES)}")
     if seed is None:
@@ -115,6 +119,8 @@ def create_devnet(root: str | Path, authorities: int = 3, observers: int = 1, me
                                            interval_s, spec.source, first_start))
     for i in range(traders):
         add_wallet(f"trader-{i:02d}", "trader")
+    for i in range(persons):
+        add_wallet(f"person-{i + 1:02d}", PERSON)
 
     allocations = [(k.address, wallet_coin) for k in wallet_keys]
     if authority_coin:

@@ -85,6 +85,8 @@ class DevnetRun:
         self.paused_restarts: set[str] = set()  # nodes stopped on purpose (tests): not restarted
         self._next_restart: dict[str, float] = {}
         self._next_full_trades = 0.0
+        self.stopped_by = "running"  # then: duration, sim-hours, signal, error
+        self.agreement: dict[str, Any] = {}
 
     # monitor --------------------------------------------------------------------------------------
     async def poll(self) -> None:
@@ -146,7 +148,10 @@ class DevnetRun:
             self._restart_dead()
             await self.poll()
             if on_update is not None:
-                on_update(self)
+                try:
+                    on_update(self)
+                except Exception:  # noqa: BLE001 - the view must never stop the devnet
+                    log.exception("view update failed")
             try:
                 await asyncio.wait_for(stop.wait(), self.options.monitor_s)
             except asyncio.TimeoutError:
@@ -175,45 +180,102 @@ class DevnetRun:
 
     async def run(self, stop: asyncio.Event,
                   on_update: Callable[["DevnetRun"], None] | None = None) -> dict[str, Any]:
-        """Run until `stop` (abrupt) or the duration / simulated span (wind down); returns the summary."""
+        """Run until `stop` (abrupt) or the duration / simulated span (wind down); returns the summary.
+
+        The summary is written to summary.json however the run ends: wind-down, a signal, or an error in the
+        simulator or the agents (which is raised after the summary is written)."""
         self.started = time.time()
-        await self.wait_connected(stop)
-        await self.sim.prepare()
-        await self.ocmf.prepare()
         workers_stop = asyncio.Event()
         monitor_stop = asyncio.Event()
-        tasks = [asyncio.create_task(self.sim.run(workers_stop)), asyncio.create_task(self.ocmf.run(workers_stop))]
-        if self.market is not None:
-            tasks.append(asyncio.create_task(self.market.run(workers_stop)))
-        monitor = asyncio.create_task(self._monitor(monitor_stop, on_update))
-        self.phase = "running"
+        tasks: list[asyncio.Task[Any]] = []
+        monitor: asyncio.Task[Any] | None = None
         try:
+            await self.wait_connected(stop)
+            await self.sim.prepare()
+            await self.ocmf.prepare()
+            tasks.append(asyncio.create_task(self.sim.run(workers_stop)))
+            tasks.append(asyncio.create_task(self.ocmf.run(workers_stop)))
+            if self.market is not None:
+                tasks.append(asyncio.create_task(self.market.run(workers_stop)))
+            monitor = asyncio.create_task(self._monitor(monitor_stop, on_update))
+            self.phase = "running"
             while not stop.is_set() and not self._time_up():
                 await self._wait(stop, 0.2)
                 for t in tasks:
                     if t.done() and t.exception() is not None:
                         raise t.exception()  # type: ignore[misc]
-            if not stop.is_set():
+            if stop.is_set():
+                self.stopped_by = "signal"
+            else:
+                self.stopped_by = "sim-hours" if self.sim.finished else "duration"
                 self.phase = "winding down"
                 await self.wind_down(stop)
+        except BaseException:
+            self.stopped_by = "signal" if stop.is_set() else "error"
+            raise
         finally:
             workers_stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.phase = "stopped"
-            await self.poll()
-            try:
-                self.ocmf_minted = await self.ocmf.minted_on_chain()
-            except NodeUnavailable:
-                self.ocmf_minted = None
             monitor_stop.set()
-            await asyncio.gather(monitor, return_exceptions=True)
+            if monitor is not None:
+                await asyncio.gather(monitor, return_exceptions=True)
+            summary = await self._final_summary()
             if on_update is not None:
-                on_update(self)
+                try:
+                    on_update(self)
+                except Exception:  # noqa: BLE001 - a closed terminal or pipe must not lose the summary
+                    log.exception("the last view update failed")
+        return summary
+
+    async def _final_summary(self) -> dict[str, Any]:
+        """Poll once more, check that the nodes agree, write summary.json; never raises for a node or a disk."""
+        try:
+            await self.poll()
+            self.agreement = await self.agree()
+        except Exception:  # noqa: BLE001 - the summary says what is known
+            log.exception("final poll failed")
+        try:
+            self.ocmf_minted = await self.ocmf.minted_on_chain()
+        except Exception:  # noqa: BLE001 - NodeUnavailable or a node's error: the summary says None
+            self.ocmf_minted = None
+        finally:
             await self.pool.close()
             await self.status_pool.close()
         summary = self.summary()
-        write_private(self.devnet.summary_path, (json.dumps(summary, indent=2) + "\n").encode())
+        try:
+            write_private(self.devnet.summary_path, (json.dumps(summary, indent=2) + "\n").encode())
+        except OSError:
+            log.exception("cannot write %s", self.devnet.summary_path)
         return summary
+
+    async def agree(self, bound_s: float = 15.0) -> dict[str, Any]:
+        """Do the nodes agree? They are compared at a common height (the lowest head among them), not at one
+        instant: a block still in flight to one node is no disagreement. A different block at the common
+        height may be a reorganisation under way, so it is asked again until `bound_s` has passed."""
+        deadline = time.monotonic() + bound_s
+        while True:
+            result = await self._compare_at_common_height()
+            if result["agree"] or time.monotonic() >= deadline:
+                return result
+            await asyncio.sleep(0.5)
+            await self.poll()
+
+    async def _compare_at_common_height(self) -> dict[str, Any]:
+        down = [n["name"] for n in self.nodes if not n.get("up")]
+        heights = [int(n["height"]) for n in self.nodes if n.get("up") and isinstance(n.get("height"), int)]
+        if down or not heights:
+            return {"agree": False, "height": None, "down": down}
+        height = min(heights)
+        hashes: dict[str, str | None] = {}
+        for i, n in enumerate(self.nodes):
+            try:
+                status, data = await self.status_pool.call(i, "GET", f"/blocks/{height}")
+            except NodeUnavailable:
+                status, data = 0, None
+            hashes[n["name"]] = data.get("hash") if status == 200 and isinstance(data, dict) else None
+        agree = len(set(hashes.values())) == 1 and None not in hashes.values()
+        return {"agree": agree, "height": height, "hashes": hashes}
 
     async def wind_down(self, stop: asyncio.Event) -> bool:
         """No new readings or trades; wait (at most drain_s) until readings are on chain, tamper rounds are
@@ -251,12 +313,12 @@ class DevnetRun:
         stats = self.sim.stats
         minted = self.energy.get("minted_wh")
         minted_since = minted - stats.baseline_minted_wh if minted is not None else None
-        if minted_since is not None:  # native meters' part: the OCMF meters' mint is checked on its own
+        if minted_since is not None:  # native meters part: the OCMF meters mint is checked on its own
             minted_since -= sum(self.ocmf_minted.values()) if self.ocmf_minted is not None else 0
-        heads = {n.get("head") for n in self.nodes if n.get("up")}
         return {
             "chain_id": self.devnet.chain_id,
             "elapsed_s": round(time.time() - self.started, 1),
+            "stopped_by": self.stopped_by,
             "options": {k: v for k, v in vars(self.options).items()},
             "nodes": self.nodes,
             "restarts": dict(self.restarts),
@@ -270,10 +332,11 @@ class DevnetRun:
             "market": self.market.stats.to_json() if self.market is not None else None,
             "ocmf": self.ocmf.summary(self.ocmf_minted),
             "trades": dict(self.trades),
+            "agreement": self.agreement,
             "tamper_untried": sorted(set(EXPECTED) - set(stats.tamper)) if self.options.tamper else None,
             "checks": {
                 "minted_equals_sent": minted_since == stats.export_wh_accepted and stats.pending == 0,
                 "tamper_each_own_reason": stats.tamper_ok() if self.options.tamper else None,
-                "nodes_agree": len(heads) == 1 and all(n.get("up") for n in self.nodes),
+                "nodes_agree": bool(self.agreement.get("agree")),
             },
         }

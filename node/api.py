@@ -449,6 +449,7 @@ class Api:
     async def metrics(self, request: web.Request) -> web.Response:
         node = self.node
         node._update_gauges()
+        node.update_escrow_gauge()
         node.metrics.peers.set(node.peers.connected_count())
         snap = node.grid_snapshot()
         node.metrics.difficulty.set(snap["difficulty"])

@@ -36,6 +36,17 @@ class Metrics:
         self.surplus_w = Gauge("kwh_grid_surplus_watts", "Last grid signal (negative: shortage)", registry=r)
         self.hash_rate = Gauge("kwh_miner_hash_rate", "Hashes per CPU-second of one mining worker", registry=r)
         self.peer_bans = Counter("kwh_peer_bans", "Peers banned for misbehaviour", registry=r)
+        # The ledger's energy and escrow totals along the head chain. Gauges, not counters: a reorganisation
+        # can take a block's minting back, and a Prometheus counter must never go down.
+        self.minted_wh = Gauge("kwh_energy_minted_wh", "Wh minted from meter readings (head chain)", registry=r)
+        self.consumed_wh = Gauge("kwh_energy_consumed_wh", "Wh of metered consumption reported (head chain)",
+                                 registry=r)
+        self.redeemed_wh = Gauge("kwh_energy_redeemed_wh", "Wh redeemed (burned) against consumption (head chain)",
+                                 registry=r)
+        self.settled_wh = Gauge("kwh_energy_settled_wh", "Wh that changed hands through trades and the order book "
+                                "(head chain)", registry=r)
+        self.escrow_coin = Gauge("kwh_escrow_coin_units", "Coin (base units) held in escrow by open trades: "
+                                 "prepaid, not yet released or refunded", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

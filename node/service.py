@@ -211,6 +211,16 @@ class Node:
         self.metrics.chain_hashes.set(head.cum_hashes)
         self.metrics.chain_energy_joules.set(head.cum_energy_mj / 1000)
         self.metrics.mempool_size.set(len(self.mempool))
+        g = self.chain.globals()
+        self.metrics.minted_wh.set(g.minted_wh)
+        self.metrics.consumed_wh.set(g.consumed_wh)
+        self.metrics.redeemed_wh.set(g.redeemed_wh)
+        self.metrics.settled_wh.set(g.settled_wh)
+
+    def update_escrow_gauge(self) -> None:
+        """Coin held in escrow: a walk over the trades, so only when /metrics is scraped, not per block."""
+        self.metrics.escrow_coin.set(sum(t.escrow - t.released - t.refunded for _id, t in self.chain.trades()
+                                         if t.status != "settled"))
 
     # blocks ---------------------------------------------------------------------------------------
     async def import_block(self, block: Block, origin: str | None = None, gossip: bool = True,

@@ -52,8 +52,9 @@ def normalize_url(url: str) -> str:
 class NodeClient:
     """Talks to one node; `timeout` bounds each request."""
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, fallbacks: tuple[str, ...] | list[str] = ()) -> None:
         self.url = normalize_url(url)
+        self.fallbacks = [normalize_url(u) for u in fallbacks if normalize_url(u) != self.url]
         self.timeout = timeout
         self._chain_id: str | None = None
         self._genesis: dict[str, Any] | None = None
@@ -61,6 +62,17 @@ class NodeClient:
     # transport ------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: bytes | None = None,
                  content_type: str | None = None) -> Any:
+        """One request; when the node cannot be reached, the next fallback node (config file) becomes the node."""
+        while True:
+            try:
+                return self._request_once(method, path, body, content_type)
+            except NodeError as exc:
+                if exc.code != NODE_UNREACHABLE or not self.fallbacks:
+                    raise
+                self.url = self.fallbacks.pop(0)
+
+    def _request_once(self, method: str, path: str, body: bytes | None = None,
+                      content_type: str | None = None) -> Any:
         try:
             req = urllib.request.Request(self.url + path, data=body, method=method)
             req.add_header("Accept", "application/json")

@@ -23,8 +23,10 @@ from ledger.errors import Rejected
 from ledger.ocmf_rules import check_registers
 from ledger.tx import SOURCES, EnrollOcmfMeter, OcmfReading, decode_tx
 
-from .cli import EXIT_REJECTED, Wallet, common, fail, meter, parse_addr, pass_wallet, with_key
 from .client import NodeError
+from .cmd_meters import meter
+from .context import Wallet, common, pass_wallet, with_key
+from .output import EXIT_REJECTED, fail, parse_addr
 
 
 @dataclass
@@ -176,7 +178,14 @@ def verify(w: Wallet, file: str, public_key: str | None) -> None:
 
     One verdict per record; exit 1 if any record's signature fails or it breaks a rule that needs no
     ledger state (algorithm, status, error flags, clock). Rules that need the ledger (enrollment, paging,
-    registers, rating, time) are the node's: see 'kwh-wallet meter submit'."""
+    registers, rating, time) are the node's: see 'kwh-wallet meter submit'.
+
+    \b
+    Examples:
+      kwh-wallet meter verify tests/data/ocmf/test_ocmf_keba_kcp30.xml
+      kwh-wallet --json meter verify records.txt --public-key meter.pub.pem
+      cat records.txt | kwh-wallet meter verify -
+    """
     key = _public_key(public_key) if public_key else None
     bad = 0
     for i, rec in enumerate(_records(file)):
@@ -198,16 +207,12 @@ def _to_tx(rec: SignedRecord, chain_id: str) -> Any:
     return decode_tx(raw, chain_id)
 
 
-@meter.command("submit")
-@click.argument("file", metavar="FILE")
-@common
-@pass_wallet
-def submit(w: Wallet, file: str) -> None:
-    """Post meter records to the node, in order, and report each ledger verdict (- for stdin).
-
-    FILE holds OCMF records (lines, or the verification tool's XML) or native readings (hex of their
-    canonical bytes, one per line). Anyone may forward them: the meter's own signature is what counts.
-    With --wait, waits for each to be included or rejected. Exit 1 if any was refused."""
+def submit_records(w: Wallet, file: str) -> None:
+    """`kwh-wallet meter submit` for a file of records: post them to the node, in order, and report each
+    ledger verdict (- for stdin). FILE holds OCMF records (lines, or the verification tool's XML) or native
+    readings (hex of their canonical bytes, one per line). Anyone may forward them: the meter's own
+    signature is what counts. With --wait, waits for each to be included or rejected. Exit 1 if any was
+    refused."""
     recs = _records(file)
     client = w.client
     chain_id = client.chain_id()
@@ -272,7 +277,14 @@ def submit(w: Wallet, file: str) -> None:
 @pass_wallet
 def enroll_ocmf(w: Wallet, public_key: str, serial: str | None, records_file: str | None, owner: str, kind: str,
                 mint_register: str | None, consume_register: str | None, rated_w: int, source: str) -> None:
-    """Enroll an OCMF meter (sign with an authority key): its own signed records then count."""
+    """Enroll an OCMF meter (sign with an authority key): its own signed records then count.
+
+    \b
+    Examples:
+      kwh-wallet --name grid-operator --wait meter enroll-ocmf \\
+          --public-key tests/data/ocmf/nistP384_0Wh.xml --records tests/data/ocmf/nistP384_0Wh.xml \\
+          --owner kwh0bea40a2ac03787f66fdaec9a5552fd77802858ed101b7cd --kind generation --rated-w 22000
+    """
     spki = _public_key(public_key)
     if serial is None:
         if records_file is None:
@@ -300,7 +312,12 @@ def enroll_ocmf(w: Wallet, public_key: str, serial: str | None, records_file: st
 @common
 @pass_wallet
 def ocmf_show(w: Wallet, serial: str) -> None:
-    """Show an OCMF meter by its serial: key, registers, paging, what it minted."""
+    """Show an OCMF meter by its serial: key, registers, paging, what it minted.
+
+    \b
+    Examples:
+      kwh-wallet meter ocmf-show 1ESY1161229886
+    """
     data = w.client._object(f"/ocmf-meters/{ocmf.meter_id_of_serial(serial).hex()}")
     if w.as_json:
         w.emit_json(data)

@@ -233,7 +233,9 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
     assert "created a devnet" in first.stdout and "checks:" in first.stdout
     summary = json.loads((directory / "summary.json").read_text())
+    assert summary["stopped_by"] == "duration"
     assert summary["checks"]["minted_equals_sent"] and summary["checks"]["tamper_each_own_reason"]
+    assert summary["checks"]["nodes_agree"] and summary["agreement"]["height"] >= 1
     assert summary["simulator"]["accepted"] > 0
     assert not (directory / "devnet.pid").exists()
     height_before = max(n["height"] for n in summary["nodes"])

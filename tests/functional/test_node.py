@@ -295,8 +295,14 @@ def test_every_route_is_served_and_described(net: NodeNet) -> None:
     metrics = get(node, "/metrics").decode()
     for name in ("kwh_height", "kwh_mempool_size", "kwh_blocks_produced_total", "kwh_blocks_imported_total",
                  "kwh_txs_accepted_total", "kwh_mining_hashes_total", "kwh_mining_energy_joules_total",
-                 "kwh_peers"):
+                 "kwh_peers", "kwh_energy_minted_wh", "kwh_energy_consumed_wh", "kwh_energy_redeemed_wh",
+                 "kwh_energy_settled_wh", "kwh_escrow_coin_units"):
         assert re.search(rf"^{name}(\{{.*\}})? ", metrics, re.M), f"{name} missing from /metrics"
+    # the ledger's totals in /metrics are those of /energy
+    for name, field in (("minted", "minted_wh"), ("consumed", "consumed_wh"), ("redeemed", "redeemed_wh"),
+                        ("settled", "settled_wh")):
+        value = re.search(rf"^kwh_energy_{name}_wh (\S+)$", metrics, re.M)
+        assert value is not None and float(value.group(1)) == get(node, "/energy")[field], name
 
 
 def test_grid_signal_changes_the_work_per_block(net: NodeNet) -> None:
