@@ -17,7 +17,7 @@ import click
 
 import re
 
-from . import cmd_chain, cmd_config, cmd_keys, cmd_market, cmd_meters
+from . import cmd_authority, cmd_chain, cmd_config, cmd_keys, cmd_market, cmd_meters
 from .client import BAD_NODE_URL, BAD_RESPONSE, DEFAULT_NODE, ENV_NODE, NODE_UNREACHABLE, TIMEOUT, NodeError
 from .context import DEFAULT_KEY, DEFAULT_TIMEOUT_S, Wallet
 from .keystore import KeystoreError
@@ -37,6 +37,8 @@ ENV_DEBUG = "KWH_WALLET_DEBUG"
               help=f"which key to use (default: '{DEFAULT_KEY}', or the only key)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output (ledger units: base units, Wh)")
 @click.option("--wait", is_flag=True, help="return once the transaction is in a block (or rejected)")
+@click.option("--final", is_flag=True, help="return once the transaction's block is finalized (no fork can take "
+                                            "it back; about two block intervals after --wait)")
 @click.option("--timeout", type=float, default=DEFAULT_TIMEOUT_S, show_default=True,
               help="seconds --wait waits at most")
 @click.option("--fee", metavar="COIN", default=None, help="fee in coin (default: the chain's minimum fee)")
@@ -45,7 +47,7 @@ ENV_DEBUG = "KWH_WALLET_DEBUG"
 @click.version_option(package_name="kwhledger", prog_name="kwh-wallet")
 @click.pass_context
 def cli(ctx: click.Context, node: str | None, keystore: str | None, name: str | None, as_json: bool, wait: bool,
-        timeout: float, fee: str | None, full_ids: bool, local_time: bool) -> None:
+        final: bool, timeout: float, fee: str | None, full_ids: bool, local_time: bool) -> None:
     """kwhledger wallet: keys, balances, transfers, prepaid energy offers, the order book and meters.
 
     Amounts: coin with decimals (1.5), energy in kWh (0.25) or Wh (500Wh), prices in coin per kWh.
@@ -64,12 +66,12 @@ def cli(ctx: click.Context, node: str | None, keystore: str | None, name: str | 
     """
     if timeout <= 0:
         raise click.BadParameter("must be positive", param_hint="--timeout")
-    ctx.obj = Wallet(node, keystore, name, as_json, wait, timeout, fee, full_ids, local_time)
+    ctx.obj = Wallet(node, keystore, name, as_json, wait, timeout, fee, full_ids, local_time, final)
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
 
-for _module in (cmd_keys, cmd_chain, cmd_market, cmd_meters, cmd_config):
+for _module in (cmd_keys, cmd_chain, cmd_market, cmd_meters, cmd_config, cmd_authority):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 from . import meter_ocmf  # noqa: E402,F401  (adds meter verify / enroll-ocmf / ocmf-show to the meter group)

@@ -202,15 +202,19 @@ class NodeClient:
     def tx(self, txid: str) -> dict[str, Any]:
         return self._object(f"/tx/{txid}")
 
-    def wait_tx(self, txid: str, timeout: float, poll: float = 0.2) -> dict[str, Any]:
-        """Poll GET /tx until the tx is included or rejected; NodeError(timeout) after `timeout` seconds."""
+    def wait_tx(self, txid: str, timeout: float, poll: float = 0.2, final: bool = False) -> dict[str, Any]:
+        """Poll GET /tx until the tx is included (with `final`: in a finalized block, which no fork can
+        take back) or rejected; NodeError(timeout) after `timeout` seconds. A tx a reorg takes out of its
+        block is pending again, and the wait goes on."""
         deadline = time.monotonic() + timeout
         last = "pending"
         while True:
             try:
                 info = self.tx(txid)
                 last = str(info.get("status"))
-                if last in ("included", "rejected"):
+                if last == "included" and final and not info.get("final"):
+                    last = "included, not final yet"
+                elif last in ("included", "rejected"):
                     return info
             except NodeError as exc:
                 if exc.code != "not_found":

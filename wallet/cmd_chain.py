@@ -235,7 +235,7 @@ def show_tx(w: Wallet, txid: str) -> None:
       kwh-wallet --name alice --wait tx 3fcd8a01
     """
     tid = resolve_id(txid, 32, "txid", lambda: _history_ids(w))
-    info = w.client.wait_tx(tid, w.timeout) if w.wait else w.client.tx(tid)
+    info = w.client.wait_tx(tid, w.timeout, final=w.final) if w.wait else w.client.tx(tid)
     if w.wait and info["status"] == "rejected":
         raise CliError(str(info.get("reason") or "rejected"), f"{info.get('detail') or 'rejected'} (transaction {tid})")
     if w.as_json:

@@ -392,7 +392,7 @@ def submit(w: Wallet, reading_file: str) -> None:
                               "meter_id": f.meter_id.hex(), "counter": f.counter, "export_wh": f.export_wh,
                               "import_wh": f.import_wh}
     if w.wait:
-        info = client.wait_tx(txid, w.timeout)
+        info = client.wait_tx(txid, w.timeout, final=w.final)
         result["status"] = info["status"]
         if info["status"] == "rejected":
             raise CliError(str(info.get("reason") or "rejected"), f"{info.get('detail') or 'rejected'} "

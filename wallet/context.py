@@ -36,7 +36,8 @@ class Wallet:
     """What every command needs: options, keystore, node client, output."""
 
     def __init__(self, node: str | None, keystore: str | None, name: str | None, as_json: bool, wait: bool,
-                 timeout: float, fee: str | None, full_ids: bool = False, local_time: bool = False) -> None:
+                 timeout: float, fee: str | None, full_ids: bool = False, local_time: bool = False,
+                 final: bool = False) -> None:
         try:
             cfg = load_config()
         except ConfigError as exc:
@@ -46,7 +47,8 @@ class Wallet:
         self.keystore_dir = keystore
         self.name = name or cfg.name
         self.as_json = as_json
-        self.wait = wait
+        self.final = final  # wait until the tx's block is finalized (implies wait)
+        self.wait = wait or final
         self.timeout = timeout
         self.fee_text = fee
         self.full_ids = full_ids
@@ -182,8 +184,9 @@ class Wallet:
         result.update({name: txid for name in id_fields})
         notes: list[str] = []
         if self.wait:
-            info = client.wait_tx(txid, self.timeout)
+            info = client.wait_tx(txid, self.timeout, final=self.final)
             result["status"] = info["status"]
+            result["final"] = bool(info.get("final"))
             if info["status"] == "rejected":
                 raise CliError(str(info.get("reason") or "rejected"),
                                f"{info.get('detail') or 'rejected'} (transaction {txid})")
@@ -202,7 +205,9 @@ class Wallet:
                 if key_name in result:
                     lines.append(f"{label}: {result[key_name]}")
             if result["status"] == "included":
-                lines.append(f"included in block {result['height']}")
+                lines.append(f"included in block {result['height']}" + (
+                    ", final" if result.get("final") else ", not final yet (a fork could still take it back; "
+                                                          "--final waits until it cannot)"))
             else:
                 lines.append(f"status: {result['status']} (see 'kwh-wallet tx {txid}', or use --wait)")
             lines.extend(notes)
@@ -306,12 +311,13 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @click.option("--json", "as_json_", is_flag=True, default=False, hidden=True)
     @click.option("--wait", "wait_", is_flag=True, default=False, hidden=True)
+    @click.option("--final", "final_", is_flag=True, default=False, hidden=True)
     @click.option("--timeout", "timeout_", type=float, default=None, hidden=True)
     @click.option("--fee", "fee_", default=None, hidden=True)
     @click.option("--node", "node_", default=None, hidden=True)
     @click.option("--full-ids", "full_ids_", is_flag=True, default=False, hidden=True)
     @functools.wraps(fn)
-    def wrapper(*args: Any, as_json_: bool, wait_: bool, timeout_: float | None, fee_: str | None,
+    def wrapper(*args: Any, as_json_: bool, wait_: bool, final_: bool, timeout_: float | None, fee_: str | None,
                 node_: str | None, full_ids_: bool, **kwargs: Any) -> Any:
         w = click.get_current_context().find_object(Wallet)
         if w is not None:
@@ -319,7 +325,8 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
                 w.node_url, w._client = node_, None
             w.full_ids = w.full_ids or full_ids_
             w.as_json = w.as_json or as_json_
-            w.wait = w.wait or wait_
+            w.final = w.final or final_
+            w.wait = w.wait or wait_ or final_
             if timeout_ is not None:
                 w.timeout = timeout_
             if fee_ is not None:

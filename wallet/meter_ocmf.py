@@ -236,7 +236,7 @@ def submit_records(w: Wallet, file: str) -> None:
     if w.wait:
         for out in results:
             if out["status"] == "pending":
-                info = client.wait_tx(out["txid"], w.timeout)
+                info = client.wait_tx(out["txid"], w.timeout, final=w.final)
                 out["status"] = info["status"]
                 for k in ("height", "reason", "detail"):
                     if info.get(k) is not None:

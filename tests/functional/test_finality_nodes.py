@@ -183,6 +183,27 @@ def test_a_restarted_and_a_fresh_node_end_on_the_finalized_chain(net: NodeNet) -
     sync_blocks(net.nodes, timeout=30)
 
 
+def test_the_wallet_waits_for_finality_and_votes_on_authorities(net: NodeNet, tmp_path: Any) -> None:
+    from test_wallet import WalletCli, import_key
+    cli = WalletCli(tmp_path / "keystore", net.authorities[1].url)
+    import_key(cli, tmp_path, "payer", net.net.accounts[3])
+    import_key(cli, tmp_path, "auth2", net.net.authorities[2])
+    sent = cli.ok("--final", "send", "1", net.net.accounts[0].address_text, name="payer")
+    assert sent["status"] == "included" and sent["final"] is True
+    assert get(net.authorities[1], f"/tx/{sent['txid']}")["final"] is True
+    waited = cli.ok("--wait", "send", "1", net.net.accounts[0].address_text, name="payer")
+    assert waited["status"] == "included" and "final" in waited
+    listed = cli.ok("authority", "list")
+    assert listed["authorities"] == [a.public.hex() for a in net.net.authorities]
+    candidate = AccountKey.generate().public.hex()
+    proposal = cli.ok("--wait", "authority", "add", candidate, name="auth2")
+    assert proposal["status"] == "included"
+    assert {"action": "add", "key": candidate, "votes": [net.net.authorities[2].public.hex()]} in \
+        cli.ok("authority", "list")["proposals"]
+    cli.fails("authority", "add", "zz", code="bad_key", name="auth2")
+    cli.fails("authority", "add", candidate, code="not_authority", name="payer")
+
+
 def test_authorities_are_added_and_removed_by_vote(net: NodeNet) -> None:
     node = net.authorities[0]
     newcomer_key = AccountKey.generate()
