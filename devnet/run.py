@@ -101,6 +101,7 @@ class DevnetRun:
                 return dict(base, up=False)
             peers = data.get("peers") or []
             return dict(base, up=True, height=data.get("height"), head=data.get("head"),
+                        finalized=data.get("finalized_height"),
                         mempool=data.get("mempool"), syncing=data.get("syncing"),
                         peers=sum(1 for p in peers if p.get("connected", True)))
         self.nodes = list(await asyncio.gather(*(one(i) for i in range(len(self.pool.urls)))))
@@ -308,6 +309,15 @@ class DevnetRun:
         except asyncio.TimeoutError:
             pass
 
+    def finality(self) -> dict[str, Any]:
+        """The highest finalized height among the nodes that answered, and how far the highest head is
+        ahead of it (blocks a fork could still take back)."""
+        up = [n for n in self.nodes if n.get("up") and n.get("finalized") is not None]
+        if not up:
+            return {"finalized_height": None, "lag_blocks": None}
+        finalized = max(int(n["finalized"]) for n in up)
+        return {"finalized_height": finalized, "lag_blocks": max(int(n["height"]) for n in up) - finalized}
+
     # summary --------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         stats = self.sim.stats
@@ -333,6 +343,7 @@ class DevnetRun:
             "ocmf": self.ocmf.summary(self.ocmf_minted),
             "trades": dict(self.trades),
             "agreement": self.agreement,
+            "finality": self.finality(),
             "tamper_untried": sorted(set(EXPECTED) - set(stats.tamper)) if self.options.tamper else None,
             "checks": {
                 "minted_equals_sent": minted_since == stats.export_wh_accepted and stats.pending == 0,

@@ -55,6 +55,7 @@ def progress_line(run: DevnetRun) -> str:
     this_run = minted - s.baseline_minted_wh if minted is not None else None
     parts = [f"[{run.phase}] {sim_clock_text(s.sim_now or run.clock.now(), run.devnet.site, run.options.speed, run.clock.caught_up)}",
              f"heights {heights}",
+             finality_text(run.finality()),
              f"readings made {s.readings} accepted {s.accepted} on chain {s.confirmed}",
              f"minted this run {kwh(this_run)}, settled {kwh(run.energy.get('settled_wh'))}"]
     if run.market is not None:
@@ -63,12 +64,21 @@ def progress_line(run: DevnetRun) -> str:
     return " | ".join(parts)
 
 
+def finality_text(fin: dict[str, Any]) -> str:
+    """'finalized 120 (lag 2 blocks)': what no fork can take back any more, and how far the head is ahead."""
+    if fin.get("finalized_height") is None:
+        return "finalized -"
+    return f"finalized {fin['finalized_height']} (lag {fin['lag_blocks']} blocks)"
+
+
 def nodes_table(rows: list[dict[str, Any]], title: str = "nodes") -> Table:
-    """The nodes at a glance; fits 80 columns (address without 'http://', head's first 10 hex characters)."""
+    """The nodes at a glance; fits 80 columns (address without 'http://', head's first 10 hex characters,
+    the role in the name: auth0, obs0; `final` is the node's finalized height)."""
     t = Table(title=title, title_justify="left", expand=False, box=None, padding=(0, 1), pad_edge=False,
               header_style="bold")
-    for col in ("node", "role", "address", "state", "height", "head", "peers", "mempool"):
-        t.add_column(col, justify="right" if col in ("height", "peers", "mempool") else "left", no_wrap=True)
+    for col in ("node", "address", "state", "height", "final", "head", "peers", "mempool"):  # auth*/obs*: role
+        t.add_column(col, justify="right" if col in ("height", "final", "peers", "mempool") else "left",
+                     no_wrap=True)
     for r in rows:
         if r.get("up"):
             state = Text("syncing", style="yellow") if r.get("syncing") else Text("up", style="green")
@@ -76,8 +86,9 @@ def nodes_table(rows: list[dict[str, Any]], title: str = "nodes") -> Table:
             state = Text(f"exited {r['exit']}", style="red")
         else:
             state = Text("down", style="red")
-        t.add_row(r["name"], r["role"], str(r["url"]).removeprefix("http://"), state, str(r.get("height", "-")),
-                  short(r.get("head"), 10), str(r.get("peers", "-")), str(r.get("mempool", "-")))
+        t.add_row(r["name"], str(r["url"]).removeprefix("http://"), state, str(r.get("height", "-")),
+                  str(r.get("finalized", "-")), short(r.get("head"), 10), str(r.get("peers", "-")),
+                  str(r.get("mempool", "-")))
     return t
 
 

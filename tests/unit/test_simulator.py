@@ -412,7 +412,7 @@ def test_the_nodes_table_fits_80_columns() -> None:
 
     from devnet.view import nodes_table
     rows = [{"name": f"auth{i}", "role": "authority", "url": f"http://127.0.0.1:{8701 + i}", "up": True,
-             "height": 123456, "head": "ab" * 32, "peers": 4, "mempool": 120} for i in range(4)]
+             "height": 123456, "finalized": 123454, "head": "ab" * 32, "peers": 4, "mempool": 120} for i in range(4)]
     rows.append({"name": "obs0", "role": "observer", "url": "http://127.0.0.1:8705", "up": False, "exit": -9})
     console = Console(width=80)
     with console.capture() as cap:
@@ -421,3 +421,4 @@ def test_the_nodes_table_fits_80_columns() -> None:
     assert all(len(line.rstrip()) <= 80 for line in lines)
     (auth3,) = [line for line in lines if line.startswith("auth3")]
     assert "127.0.0.1:8704" in auth3 and "ababababab " in auth3 and "exited -9" in lines[-1]
+    assert "123454" in auth3 and "final" in lines[1]
