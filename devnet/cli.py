@@ -326,10 +326,58 @@ def down(directory: Path) -> None:
     except LayoutError as exc:
         fail(str(exc))
     found, killed = stop_devnet(devnet)
+    from .governance import stop_extra_nodes
+    extra = stop_extra_nodes(devnet)
+    found = found or bool(extra)
     if not found:
         click.echo(f"no devnet running in {directory}")
         return
     click.echo(f"stopped the devnet in {directory}" + (f" (killed {', '.join(killed)})" if killed else ""))
+
+
+@cli.group()
+def authority() -> None:
+    """Add or remove an authority of a running devnet (the devnet's authorities vote; the change applies
+    once the block where it passed is final)."""
+
+
+@authority.command("add")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DIR,
+              show_default=True, envvar=ENV_DIR, help=f"devnet directory (or ${ENV_DIR})")
+@click.option("--name", default=None, help="name of the new node (default: the next authN)")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="seconds to wait for the change")
+def authority_add(directory: Path, name: str | None, timeout: float) -> None:
+    """Start a new authority node: a new key, votes by the authorities, the node syncs and proposes in turn."""
+    from .governance import add_authority, wait_member
+    try:
+        devnet = Devnet.load(directory)
+        spec, _proc = add_authority(devnet, name)
+    except (LayoutError, NodeStartError, OSError) as exc:
+        fail(str(exc))
+    click.echo(f"started {spec.name} at {spec.url} (node key {spec.public}); the authorities voted to add it")
+    if not wait_member(devnet, spec.public, True, timeout):
+        fail(f"{spec.name} is not an authority after {timeout:.0f} s (is finality advancing? see "
+             f"`kwh-devnet status`)")
+    click.echo(f"{spec.name} is an authority (the block where the vote passed is final); it proposes in its turn")
+
+
+@authority.command("remove")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DIR,
+              show_default=True, envvar=ENV_DIR, help=f"devnet directory (or ${ENV_DIR})")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="seconds to wait for the change")
+def authority_remove(name: str, directory: Path, timeout: float) -> None:
+    """Vote an authority out (the others vote); its node keeps following the chain but no longer proposes."""
+    from .governance import remove_authority, wait_member
+    try:
+        devnet = Devnet.load(directory)
+        remove_authority(devnet, name)
+        public = devnet.node(name).public
+    except (LayoutError, OSError) as exc:
+        fail(str(exc))
+    if not wait_member(devnet, public, False, timeout):
+        fail(f"{name} is still an authority after {timeout:.0f} s (is finality advancing?)")
+    click.echo(f"{name} is no longer an authority: its blocks and votes are refused from now on")
 
 
 def main() -> None:
