@@ -37,14 +37,15 @@ from .encoding import decode, encode
 from .errors import Rejected
 from .genesis import Genesis
 from .keys import AccountKey
-from .state import (ACC_BYTES, K_PARAMS, STATE_PREFIX, Account, Globals, Lot, Meter, Offer, Order, StateOverlay,
-                    Trade, k_account, k_holdings, k_lot, k_meter, k_offer, k_order, k_trade, recompute_accumulator,
-                    root_of, _unpack)
+from .state import (ACC_BYTES, BOOK_BUY, BOOK_SELL, K_PARAMS, P_BOOK, P_HOLDING, P_ORDER_LOT, STATE_PREFIX, Account,
+                    Globals, Lot, Meter, Offer, Order, StateOverlay, Trade, k_account, k_lot, k_meter, k_offer,
+                    k_order, k_trade, recompute_accumulator, root_of, _unpack)
+from .tx import SOURCES
 from .store import KV
 from .transition import BlockContext, Params, Transition
 from .tx import SignedTx, Tx, encode_tx
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: one state entry per lot held, resting order and scheduled expiry
 MAX_FUTURE_DRIFT_MS = 15_000
 K_TARGET = b"R"  # journal of a head move in progress (see the module docstring)
 ST_STORED, ST_VALID, ST_INVALID = 0, 1, 2
@@ -496,9 +497,23 @@ class Chain:
         raw = self.kv.get(k_account(addr))
         return Account.unpack(raw) if raw is not None else Account()
 
-    def holdings(self, addr: bytes) -> list[tuple[bytes, int, str]]:
-        raw = self.kv.get(k_holdings(addr))
-        return [tuple(e) for e in _unpack(raw)] if raw is not None else []  # type: ignore[misc]
+    def holdings(self, addr: bytes, after: bytes = b"", limit: int | None = None) -> list[tuple[bytes, int, str]]:
+        """(lot_id, wh, source) an account holds, oldest first: up to `limit` lots with ids above `after`.
+        Reads one LevelDB range per source the account holds, only as far as the page goes."""
+        import heapq
+
+        def lots(source_index: int) -> Iterator[tuple[bytes, int, str]]:
+            prefix = P_HOLDING + addr + bytes([source_index])
+            start = prefix + after + b"\x00" if after else None
+            for key, raw in self.kv.iterate(prefix, start):
+                yield key[23:], int(_unpack(raw)), SOURCES[source_index]
+
+        out: list[tuple[bytes, int, str]] = []
+        for entry in heapq.merge(*(lots(i) for i in range(len(SOURCES))), key=lambda e: e[0]):
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(entry)
+        return out
 
     def lot(self, lot_id: bytes) -> Lot | None:
         raw = self.kv.get(k_lot(lot_id))
@@ -531,20 +546,38 @@ class Chain:
         for key, raw in self.kv.iterate(b"st"):
             yield key[2:], Trade.unpack(raw)
 
-    def order(self, order_id: bytes) -> Order | None:
+    def order(self, order_id: bytes, with_lots: bool = True) -> Order | None:
+        """An order; with `with_lots` its `lots` lists the lots a sell order still locks (from their entries)."""
         raw = self.kv.get(k_order(order_id))
-        return Order.unpack(raw) if raw is not None else None
+        if raw is None:
+            return None
+        order = Order.unpack(raw)
+        if with_lots and order.side == "sell":
+            order.lots = self._order_lots(order_id)
+        return order
 
-    def orders(self) -> Iterator[tuple[bytes, Order]]:
+    def orders(self, with_lots: bool = True) -> Iterator[tuple[bytes, Order]]:
         for key, raw in self.kv.iterate(b"sO"):
-            yield key[2:], Order.unpack(raw)
+            order = Order.unpack(raw)
+            if with_lots and order.side == "sell":
+                order.lots = self._order_lots(key[2:])
+            yield key[2:], order
 
-    def order_book(self) -> tuple[list[tuple[bytes, Order]], list[tuple[bytes, Order]]]:
-        """(buys best first, sells best first) of open orders."""
-        raw = self.kv.get(b"sB")
-        buys, sells = _unpack(raw) if raw is not None else ([], [])
-        return ([(e[2], self.order(e[2])) for e in buys],  # type: ignore[misc]
-                [(e[2], self.order(e[2])) for e in sells])
+    def _order_lots(self, order_id: bytes) -> list[list[Any]]:
+        return [[key[34:], *_unpack(v)] for key, v in self.kv.iterate(P_ORDER_LOT + order_id)]
+
+    def book_side(self, side: str, limit: int | None = None) -> list[tuple[bytes, Order]]:
+        """One side's resting orders, best first (at most `limit`): a walk of its book range."""
+        out: list[tuple[bytes, Order]] = []
+        for _key, order_id in self.kv.iterate(P_BOOK + (BOOK_BUY if side == "buy" else BOOK_SELL)):
+            if limit is not None and len(out) >= limit:
+                break
+            out.append((order_id, self.order(order_id, with_lots=False)))  # type: ignore[arg-type]
+        return out
+
+    def order_book(self, limit: int | None = None) -> tuple[list[tuple[bytes, Order]], list[tuple[bytes, Order]]]:
+        """(buys best first, sells best first) of open orders, at most `limit` a side."""
+        return self.book_side("buy", limit), self.book_side("sell", limit)
 
     def globals(self) -> Globals:
         raw = self.kv.get(b"sG")
