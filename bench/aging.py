@@ -150,7 +150,7 @@ def disk_per_reading(readings: int) -> float:
 def run(quick: bool) -> dict[str, Any]:
     lots = 5_000 if quick else YEAR_LOTS
     many = 2_000 if quick else 10_000
-    samples = 7 if quick else 15
+    samples = 9 if quick else 25
     r: dict[str, Any] = {"aging_lots": lots, "aging_orders": many, "aging_offers": many}
     small, large = Scenario().with_lots(100), Scenario().with_lots(lots)
     try:

@@ -71,7 +71,9 @@ class LevelKV:
 
     def __init__(self, path: str | Path) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
-        self._db = plyvel.DB(str(path), create_if_missing=True)
+        # a bloom filter spares a lookup of an absent key (a new lot, order or schedule entry) a read per
+        # level, so a lookup costs about the same in a large state as in a small one
+        self._db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=10)
 
     def get(self, key: bytes) -> bytes | None:
         return self._db.get(key)
