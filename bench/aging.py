@@ -8,7 +8,8 @@ large state built by the same code in the same run, compared as large / small.
 
 Each figure is the median over `samples` blocks, small and large alternating so a burst of load from a
 neighbour hits both alike. Time is the import of a block that extends the head (decode done, signatures
-checked, executed, committed without fsync: fsync latency is the disk's, not the ledger's); bytes are
+checked, executed, committed without fsync: fsync latency is the disk's, not the ledger's), both databases
+compacted before the samples; bytes are
 what the block's write batch put into LevelDB (keys + values, undo data and indexes included).
 Also: bytes on disk per reading after a simulated year of one producer, after compaction.
 """
@@ -122,7 +123,11 @@ class Scenario:
 
 def _paired(small: Scenario, large: Scenario, make: Callable[[Scenario], list[Tx]], samples: int) \
         -> dict[str, float]:
-    """Median import time and batch bytes of one-block workloads on both, alternating."""
+    """Median import time and batch bytes of one-block workloads on both, alternating. Both databases are
+    compacted first, so both states are read from table files (as after any restart), not one from
+    LevelDB's in-memory write buffer and the other from disk."""
+    small.kv.compact()
+    large.kv.compact()
     times: dict[str, list[float]] = {"small": [], "large": []}
     sizes: dict[str, list[int]] = {"small": [], "large": []}
     for _ in range(samples):

@@ -33,13 +33,52 @@ NOW = int(time.time() * 1000)
 def test_declared_lengths_at_the_limits() -> None:
     """Exactly what the decoder's bounds name: MAX_CONTAINER_LEN items pass, one more does not; a string
     or byte string longer than the message limit is refused before its bytes are read."""
-    assert len(decode(encode([0] * MAX_CONTAINER_LEN))) == MAX_CONTAINER_LEN
+    assert len(decode(encode([b"abc"] * MAX_CONTAINER_LEN))) == MAX_CONTAINER_LEN
     with pytest.raises(DecodeError, match="max_array_len"):
-        decode(encode([0] * (MAX_CONTAINER_LEN + 1)))
+        decode(encode([b"abc"] * (MAX_CONTAINER_LEN + 1)))
     with pytest.raises(DecodeError, match="exceeds"):
         decode(encode(b"x" * 2000), max_bytes=1000)
     with pytest.raises(DecodeError):
         decode(b"\xdb" + (1 << 31).to_bytes(4, "big") + b"abc")  # str32 claiming 2 GiB
+
+
+def _peak_decode_bytes(data: bytes) -> tuple[int, str]:
+    """Peak Python memory while decoding `data` (tracemalloc counts every object it builds), and the error."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        decode(data)
+        error = ""
+    except DecodeError as exc:
+        error = str(exc)
+    finally:
+        _now, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak, error
+
+
+def test_decoder_memory_stays_proportional_to_the_input() -> None:
+    """Messages within every length and depth limit but made of the cheapest-to-send, dearest-to-build
+    items (empty lists, small ints and byte strings) are refused by the item budget, having built at most
+    a small multiple of their own size; an 8 MiB one of empty lists used to build 582 MiB."""
+    hostile = [
+        b"\xdc" + (83).to_bytes(2, "big") + (b"\xdd" + (100_000).to_bytes(4, "big") + b"\x90" * 100_000) * 83,
+        encode([[257 + i % 1000 for i in range(MAX_CONTAINER_LEN)]] * 20),  # uint16: 3 bytes, an int object
+        encode([[bytes([i % 256]) for i in range(MAX_CONTAINER_LEN)]] * 20),  # bin8 of one byte: 3 bytes
+    ]
+    for data in hostile:
+        peak, error = _peak_decode_bytes(data)
+        assert "items in" in error
+        assert peak <= 12 * len(data), (len(data), peak)
+    # protocol messages are far inside the budget: a full block of 50 readings and 50 transfers decodes
+    net = make_net(accounts=2, meters=1)
+    chain = net.chain()
+    meter = MeterState(net.meters[0], GENESIS_MS // 1000 - 100 * 900)
+    txs: list[Tx] = [meter.read(CHAIN_ID, 5) for _ in range(50)]
+    txs += [make_tx(chain, net.accounts[0], Transfer(net.accounts[1].address, 1), nonce=i) for i in range(50)]
+    header, included, _rejected = chain.build_block(txs, GENESIS_MS + 2000, net.authorities[1], 1)
+    raw = mine(net.authorities[1], header, included).encode()
+    assert decode_block(raw, CHAIN_ID, 1000).txs == tuple(included)
 
 
 def test_nesting_depth_limit_is_exact() -> None:
