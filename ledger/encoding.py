@@ -27,7 +27,7 @@ MAX_DEPTH = 16  # lists inside lists; protocol objects nest at most 6 deep (bloc
 # Counted as lists complete, so decoding stops as soon as the budget is passed; what it builds stays
 # within a small multiple of the input (tests/unit/test_decoder_and_mempool_limits.py measures it).
 ITEM_BYTES = 4
-ITEM_SLACK = 64
+ITEM_SLACK = 1024
 U64_MAX = (1 << 64) - 1
 
 T = TypeVar("T")
