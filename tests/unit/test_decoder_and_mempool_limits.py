@@ -268,3 +268,54 @@ def test_token_bucket_allows_the_burst_then_the_rate() -> None:
     time.sleep(0.2)  # 20/s for 0.2 s: about 4 tokens back
     assert bucket.allow()
     assert TokenBucket(0.0).allow() and all(TokenBucket(0.0).allow() for _ in range(1000))  # 0 = unlimited
+
+
+def _cheapest_last_of_run(pool: Mempool, exclude: bytes) -> Any:
+    """The eviction victim by a scan of every sender (what the heap must agree with)."""
+    best = None
+    for sender, pend in pool.by_sender.items():
+        entry = pool.entries[pend[max(pend)]]
+        if sender != exclude and (best is None or (entry.tx.fee, -entry.seq) < (best.tx.fee, -best.seq)):
+            best = entry
+    return best
+
+
+def test_eviction_at_capacity_takes_what_a_scan_of_every_sender_would() -> None:
+    """At capacity, admissions, replacements, evictions and drops in random order: every eviction takes
+    the cheapest (then newest) last-of-run tx of another sender, found in the heap without a scan."""
+    import random
+    rnd = random.Random(11)
+    net = make_net(accounts=24)
+    pool = Mempool(net.chain(), max_size=40, per_sender=4)
+    nonces = [0] * len(net.accounts)
+    evictions = refusals = 0
+    for _step in range(400):
+        sender = rnd.randrange(len(net.accounts))
+        addr = net.accounts[sender].address
+        if rnd.random() < 0.1 and pool.by_sender.get(addr):  # a drop takes a run's tail with it
+            pend = pool.by_sender[addr]
+            gone = pool.drop(pend[rnd.choice(sorted(pend))], E.BAD_NONCE, "test")
+            nonces[sender] -= len(gone)
+            continue
+        if len(pool.by_sender.get(addr, {})) >= 4:
+            continue
+        tx = _transfer(net, sender, nonces[sender], fee=rnd.choice([1000, 2000, 3000, 5000]))
+        full = pool.signed_count >= pool.max_size
+        expected = _cheapest_last_of_run(pool, addr) if full else None
+        try:
+            pool.add(tx, NOW)
+        except Rejected as exc:
+            assert full and exc.reason == MEMPOOL_FULL
+            assert expected is None or expected.tx.fee >= tx.fee
+            refusals += 1
+            continue
+        nonces[sender] += 1
+        if full:
+            assert expected is not None and expected.tx.fee < tx.fee
+            assert expected.tx.txid not in pool.entries and pool.dropped[expected.tx.txid].reason == MEMPOOL_FULL
+            evictions += 1
+            victim = expected.tx.sender_address
+            nonces[[a.address for a in net.accounts].index(victim)] -= 1
+        assert pool.signed_count <= pool.max_size
+        assert len(pool._evictable) <= 2 * len(pool.by_sender) + 64 + 1
+    assert evictions > 10 and refusals > 10
