@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping
 
 from ledger.block import Block, mine
 from ledger.chain import Chain
+from ledger.fees import required_fee
 from ledger.genesis import Genesis, GenesisMeter
 from ledger.keys import AccountKey, MeterKey
 from ledger.store import LevelKV
@@ -80,7 +81,7 @@ class Scenario:
     def tx(self, key: AccountKey, body: Any) -> Tx:
         nonce = self.nonces.get(key.address, 0)
         self.nonces[key.address] = nonce + 1
-        return sign_tx(key, CHAIN_ID, nonce, FEE, body)
+        return sign_tx(key, CHAIN_ID, nonce, required_fee(FEE, body), body)
 
     def reading(self) -> Tx:
         return self.meter.read(CHAIN_ID, 1000)

@@ -76,6 +76,8 @@ class Account(Record):
     locked_wh: int = 0  # in sell orders
     consumed_wh: int = 0  # imported by meters this account owns
     redeemed_wh: int = 0  # burned against that consumption
+    open_offers: int = 0  # offers of this seller still open (capped: ledger/fees.py)
+    open_orders: int = 0  # orders of this owner resting on the book (capped)
 
 
 @record

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .block import Block, mine
 from .chain import Chain
 from .errors import Rejected
+from .fees import required_fee
 from .genesis import Genesis, GenesisMeter
 from .keys import P256_ORDER, AccountKey, MeterKey
 from .store import KV, MemoryKV
@@ -114,10 +115,11 @@ def gap_until(chain: Chain, net: Net, timestamp_ms: int) -> int:
 
 
 def make_tx(chain: Chain, key: AccountKey, body: Body, nonce: int | None = None, fee: int | None = None) -> SignedTx:
-    """A signed tx from `key`: by default the sender's next nonce on the head state and the minimum fee."""
+    """A signed tx from `key`: by default the sender's next nonce on the head state and the minimum fee
+    for its kind (ledger/fees.py)."""
     if nonce is None:
         nonce = chain.account(key.address).nonce
-    return sign_tx(key, chain.chain_id, nonce, chain.params.min_fee if fee is None else fee, body)
+    return sign_tx(key, chain.chain_id, nonce, required_fee(chain.params.min_fee, body) if fee is None else fee, body)
 
 
 class MeterState:

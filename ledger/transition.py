@@ -12,6 +12,7 @@ from typing import Any, Callable
 from . import errors as E
 from .encoding import encode
 from .errors import Rejected
+from .fees import MAX_OPEN_OFFERS, MAX_OPEN_ORDERS, required_fee
 from .keys import address_of, meter_id_of, valid_meter_public
 from .state import (DUE_OFFER, DUE_TRADE, Lot, Meter, Offer, Order, StateOverlay, Trade, book_add, book_best,
                     book_remove, holding_add, holdings_take, k_lot, k_meter, k_offer, k_order, k_trade, lot_id_of,
@@ -96,8 +97,10 @@ class Transition:
         acct = self.st.account(sender)
         if tx.nonce != acct.nonce:
             raise Rejected(E.BAD_NONCE, f"expected nonce {acct.nonce}, got {tx.nonce}")
-        if tx.fee < self.ctx.params.min_fee:
-            raise Rejected(E.FEE_TOO_LOW, f"fee {tx.fee} below minimum {self.ctx.params.min_fee}")
+        fee = required_fee(self.ctx.params.min_fee, tx.body)
+        if tx.fee < fee:
+            raise Rejected(E.FEE_TOO_LOW, f"fee {tx.fee} below minimum {fee} for a {tx.kind} "
+                                          f"(state it adds pays: ledger/fees.py)")
         if acct.coin < tx.fee:
             raise Rejected(E.INSUFFICIENT_FUNDS, "cannot pay the fee")
         self._rules[type(tx.body)](tx, tx.body)
@@ -250,6 +253,10 @@ class Transition:
             raise Rejected(E.INVALID_WINDOW, "window must end after it starts, in the future, within 90 days")
         if body.source and body.source not in SOURCES:
             raise Rejected(E.INVALID_AMOUNT, f"source must be one of {SOURCES}")
+        seller = self.st.account(tx.sender_address)
+        if seller.open_offers >= MAX_OPEN_OFFERS:
+            raise Rejected(E.TOO_MANY_OPEN, f"{seller.open_offers} offers open (limit {MAX_OPEN_OFFERS})")
+        seller.open_offers += 1
         self.st.put(k_offer(tx.txid), Offer(tx.sender_address, body.wh, body.wh, body.price_per_wh,
                                             body.window_start, body.window_end, body.source, "open",
                                             self.ctx.height))
@@ -281,7 +288,7 @@ class Transition:
         buyer.locked_coin += price
         offer.remaining -= body.wh
         if offer.remaining == 0:
-            offer.status = "filled"
+            self._close_offer(offer, "filled")
         self.st.put(k_trade(tx.txid), Trade(body.offer_id, offer.seller, buyer_addr, body.wh, offer.price_per_wh,
                                             price, 0, 0, 0, offer.window_start, offer.window_end, offer.source,
                                             "open", self.ctx.height))
@@ -317,7 +324,11 @@ class Transition:
         offer = self._open_offer(body.offer_id)
         if offer.seller != tx.sender_address:
             raise Rejected(E.NOT_OWNER, "only the seller cancels an offer")
-        offer.status = "cancelled"
+        self._close_offer(offer, "cancelled")
+
+    def _close_offer(self, offer: Offer, status: str) -> None:
+        offer.status = status
+        self.st.account(offer.seller).open_offers -= 1
 
     def end_block(self) -> None:
         """Settle what expires at this block's time, then pay the fees to the proposer (deterministic)."""
@@ -325,7 +336,7 @@ class Transition:
             if kind == DUE_OFFER:
                 offer = self.st.offer(item_id)
                 if offer is not None and offer.status == "open":
-                    offer.status = "expired"
+                    self._close_offer(offer, "expired")
             else:
                 self._settle_trade(item_id)
         if self.ctx.fees:
@@ -354,6 +365,8 @@ class Transition:
             raise Rejected(E.INVALID_PRICE, "price must be positive and the total must fit 64 bits")
         addr = tx.sender_address
         acct = self.st.account(addr)
+        if acct.open_orders >= MAX_OPEN_ORDERS:
+            raise Rejected(E.TOO_MANY_OPEN, f"{acct.open_orders} orders open (limit {MAX_OPEN_ORDERS})")
         if body.side == BUY:
             lock = cost(body.wh, body.price_per_wh)
             if acct.coin < lock + tx.fee:
@@ -377,6 +390,7 @@ class Transition:
         self._match(order_id, order)
         if order.remaining:
             book_add(self.st, order.side, order.price_per_wh, order.seq, order_id)
+            acct.open_orders += 1
 
     def _match(self, taker_id: bytes, taker: Order) -> None:
         """Price-time priority: cross against the best resting orders at their prices."""
@@ -397,6 +411,7 @@ class Transition:
                 filled.append(maker)
         for maker in filled:  # off the book after the walk, so the walk never sees its own deletions
             book_remove(self.st, maker.side, maker.price_per_wh, maker.seq)
+            self.st.account(maker.owner).open_orders -= 1
         if taker.remaining == 0:
             taker.status = "filled"
 
@@ -440,4 +455,5 @@ class Transition:
             acct.locked_wh -= order.remaining
             acct.wh += order.remaining
         book_remove(self.st, order.side, order.price_per_wh, order.seq)
+        acct.open_orders -= 1
         order.status = "cancelled"

@@ -172,9 +172,9 @@ class Wallet:
         return self.my_address()
 
     # transactions ---------------------------------------------------------------------------------
-    def fee(self) -> int:
+    def fee(self, body: Body | None = None) -> int:
         if self.fee_text is None:
-            return self.client.min_fee()
+            return self.client.min_fee() if body is None else self.client.fee_for(body)
         return amount(parse_coin, self.fee_text, "fee", positive=False)
 
     def node_now(self) -> int:
@@ -195,7 +195,7 @@ class Wallet:
         key = self.unlock()
         client = self.client
         chain_id = client.chain_id()
-        fee = self.fee()
+        fee = self.fee(body)
         address = key.address_text
         available = int(client.account(address)["coin"])
         if available < spends + fee:

@@ -137,6 +137,12 @@ class NodeClient:
             self._chain_id = chain_id
         return self._chain_id
 
+    def fee_for(self, body: object) -> int:
+        """The smallest fee a transaction with this body may pay: the chain's minimum times the state
+        entries its kind adds (ledger/fees.py)."""
+        from ledger.fees import required_fee
+        return required_fee(self.min_fee(), body)
+
     def min_fee(self) -> int:
         fee = self.genesis().get("min_fee", 0)
         try:

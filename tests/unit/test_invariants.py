@@ -18,6 +18,7 @@ from ledger.block import mine
 from ledger.chain import Chain
 from ledger.keys import AccountKey
 from ledger.encoding import decode
+from ledger.fees import required_fee
 from ledger.state import DUE_OFFER, DUE_TRADE, P_DUE, Account, Lot, iterate_records, k_source_wh
 from ledger.testing import CHAIN_ID, GENESIS_MS, MeterState, in_turn_slot, make_net, try_extend
 from ledger.tx import (BUY, SELL, SOURCES, AcceptOffer, Body, CancelOffer, CancelOrder, Deliver, PlaceOrder, PostOffer,
@@ -65,7 +66,7 @@ class Driver:
     def signed(self, key: AccountKey, body: Body) -> Tx:
         nonce = self.nonces.get(key.address, self.chain.account(key.address).nonce)
         self.nonces[key.address] = nonce + 1
-        return sign_tx(key, CHAIN_ID, nonce, NET.genesis.min_fee, body)
+        return sign_tx(key, CHAIN_ID, nonce, required_fee(NET.genesis.min_fee, body), body)
 
     def make(self, kind: str, i: int, j: int, x: int, y: int) -> Tx | None:
         c = self.chain
@@ -166,6 +167,10 @@ def audit(chain: Chain) -> None:
                 held_per_lot[lot] += wh
         else:
             assert o.status == "cancelled" or o.remaining == 0
+    open_orders = Counter(o.owner for oid, o in chain.orders(with_lots=False) if o.status == "open")
+    open_offers = Counter(o.seller for _i, o in chain.offers() if o.status == "open")
+    for addr, a in accounts.items():  # the counters behind the per-account caps (ledger/fees.py)
+        assert (a.open_orders, a.open_offers) == (open_orders[addr], open_offers[addr])
     buys, sells = chain.order_book()
     assert {i for i, _o in buys} | {i for i, _o in sells} == open_ids
     assert [(-o.price_per_wh, o.seq) for _i, o in buys] == sorted((-o.price_per_wh, o.seq) for _i, o in buys)
