@@ -14,6 +14,7 @@ from .encoding import encode
 from .errors import Rejected
 from .fees import MAX_OPEN_OFFERS, MAX_OPEN_ORDERS, required_fee
 from .keys import address_of, meter_id_of, valid_meter_public
+from .queries import LIST_OFFERS, LIST_ORDERS, LIST_TRADES, listing_key
 from .state import (DUE_OFFER, DUE_TRADE, Lot, Meter, Offer, Order, StateOverlay, Trade, book_add, book_best,
                     book_remove, holding_add, holdings_take, k_lot, k_meter, k_offer, k_order, k_trade, lot_id_of,
                     order_lot_add, order_lots_release, order_lots_take, schedule_add, schedule_due, source_wh)
@@ -65,6 +66,10 @@ class BlockContext:
 
     def provenance(self, lot_id: bytes, txid: bytes, sender: bytes, receiver: bytes, wh: int, kind: str) -> None:
         self.index[b"k" + lot_id + self._next()] = encode([txid, sender, receiver, wh, kind])
+
+    def listing(self, addr: bytes, kind: bytes, item_id: bytes) -> None:
+        """Index an account's offer, trade or order, so its pages read only its own (ledger/queries.py)."""
+        self.index[listing_key(addr, kind, self._next())] = item_id
 
 
 def _positive(value: int, what: str) -> None:
@@ -261,6 +266,7 @@ class Transition:
                                             body.window_start, body.window_end, body.source, "open",
                                             self.ctx.height))
         schedule_add(self.st, body.window_end, DUE_OFFER, tx.txid)
+        self.ctx.listing(tx.sender_address, LIST_OFFERS, tx.txid)
 
     def _open_offer(self, offer_id: bytes) -> Offer:
         offer = self.st.offer(offer_id)
@@ -293,6 +299,8 @@ class Transition:
                                             price, 0, 0, 0, offer.window_start, offer.window_end, offer.source,
                                             "open", self.ctx.height))
         schedule_add(self.st, offer.window_end, DUE_TRADE, tx.txid)
+        self.ctx.listing(buyer_addr, LIST_TRADES, tx.txid)
+        self.ctx.listing(offer.seller, LIST_TRADES, tx.txid)
         self.ctx.history(offer.seller, tx.txid, tx.kind)
 
     def _deliver(self, tx: SignedTx, body: Deliver) -> None:
@@ -387,6 +395,7 @@ class Transition:
         g.seq += 1
         order_id = tx.txid
         self.st.put(k_order(order_id), order)
+        self.ctx.listing(addr, LIST_ORDERS, order_id)
         self._match(order_id, order)
         if order.remaining:
             book_add(self.st, order.side, order.price_per_wh, order.seq, order_id)
