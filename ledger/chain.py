@@ -120,8 +120,14 @@ class Chain:
         elif stored != digest:
             raise ValueError("this database belongs to a different genesis")
         version = decode(kv.get(b"V") or encode(0))
+        if version == 1:
+            raise ValueError("database schema version 1 (whole-list state records), this build reads 2: stop "
+                             "every node at the same block and run `kwh-node --genesis FILE --data-dir DIR "
+                             "--upgrade-db` on each (README: Upgrading a data dir)")
         if version != SCHEMA_VERSION:
             raise ValueError(f"database schema version {version}, this build reads {SCHEMA_VERSION}")
+        raw_checkpoint = kv.get(b"M")  # [height, hash, root] where a schema upgrade converted the state
+        self.checkpoint: list[Any] | None = _unpack(raw_checkpoint) if raw_checkpoint is not None else None
         self.params = Params.from_record(_unpack(kv.get(K_PARAMS)))  # type: ignore[arg-type]
         self.chain_id = self.params.chain_id
         self.genesis_block: Block = self.block(kv.get(b"G"))  # type: ignore[arg-type,assignment]
@@ -329,6 +335,10 @@ class Chain:
             branch.append(h)
             h = meta.parent
         ancestor = h
+        if self.checkpoint is not None and self.meta(ancestor).height < self.checkpoint[0]:  # type: ignore[union-attr]
+            self._fail_move(branch, origin)
+            raise Rejected(E.KNOWN_INVALID, f"the branch leaves the chain below the schema upgrade checkpoint "
+                                            f"at {self.checkpoint[0]}")
         reverted: list[Block] = []
         while self.head_hash != ancestor:
             reverted.append(self._revert_head())
@@ -600,7 +610,19 @@ class Chain:
     def verify_state_root(self) -> bool:
         """Recompute the state root from every stored entry and compare with the head header."""
         acc = recompute_accumulator(self.kv)
-        return acc == self.head.accumulator and root_of(acc) == self.head_header.state_root
+        return acc == self.head.accumulator and root_of(acc) == self._committed_root(self.head_hash,
+                                                                                      self.head_header)
+
+    def _below_checkpoint(self, height: int) -> bool:
+        """At or below a schema upgrade's checkpoint: executed under the old layout, never reverted."""
+        return self.checkpoint is not None and height <= self.checkpoint[0]
+
+    def _committed_root(self, block_hash: bytes, header: BlockHeader) -> bytes:
+        """The state root a block commits to: its header's, or for the block a schema upgrade converted
+        the state at, the converted state's root (ledger/migrate.py)."""
+        if self.checkpoint is not None and block_hash == self.checkpoint[1]:
+            return self.checkpoint[2]
+        return header.state_root
 
     def check(self, full: bool = True) -> list[str]:
         """What is inconsistent in the stored chain (empty if nothing): the head and the state root
@@ -615,7 +637,7 @@ class Chain:
             problems.append(f"head {hh.hex()} is not marked valid")
         if self.canonical_hash(head.height) != hh:
             problems.append(f"canonical index at the head height {head.height} does not name the head")
-        if root_of(head.accumulator) != self.head_header.state_root:
+        if root_of(head.accumulator) != self._committed_root(hh, self.head_header):
             problems.append("the head's stored accumulator does not match its header's state root")
         if recompute_accumulator(self.kv) != head.accumulator:
             problems.append(f"state recomputed from the stored entries does not match the head's state root "
@@ -641,7 +663,7 @@ class Chain:
                 continue
             if meta.height != height or meta.parent != prev or meta.status != ST_VALID:
                 problems.append(f"canonical block {bh.hex()} at {height}: height, parent or status is wrong")
-            if height > 0 and self.kv.get(b"u" + bh) is None:
+            if height > 0 and self.kv.get(b"u" + bh) is None and not self._below_checkpoint(height):
                 problems.append(f"canonical block {bh.hex()} at {height} has no undo data")
             canonical.add(bh)
             for i, tx in enumerate(block.txs):
