@@ -24,6 +24,8 @@ Key layout besides the state (b"s..."):
     i<addr><height8><seq4>   account history   k<lot_id><height8><seq4>   lot provenance movements
     P<proposer><height8>     first block seen  E<proposer><height8>       equivocation evidence
     R              target of a head move in progress (absent when none is)
+    U              lowest height whose undo data is kept (absent: 1)   M   schema upgrade checkpoint
+    j<addr><kind><height8><seq4>   an account's offers, trades, orders (ledger/queries.py)
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ from .tx import SignedTx, Tx, encode_tx
 SCHEMA_VERSION = 2  # 2: one state entry per lot held, resting order and scheduled expiry
 MAX_FUTURE_DRIFT_MS = 15_000
 K_TARGET = b"R"  # journal of a head move in progress (see the module docstring)
+K_UNDO_FLOOR = b"U"  # undo data is kept from this height up (Chain.prune_undo)
 ST_STORED, ST_VALID, ST_INVALID = 0, 1, 2
 
 # A verifier checks signatures of many transactions at once (perhaps on several cores) and returns the
@@ -335,10 +338,10 @@ class Chain:
             branch.append(h)
             h = meta.parent
         ancestor = h
-        if self.checkpoint is not None and self.meta(ancestor).height < self.checkpoint[0]:  # type: ignore[union-attr]
+        if self._below_checkpoint(self.meta(ancestor).height + 1):  # type: ignore[union-attr]
             self._fail_move(branch, origin)
-            raise Rejected(E.KNOWN_INVALID, f"the branch leaves the chain below the schema upgrade checkpoint "
-                                            f"at {self.checkpoint[0]}")
+            raise Rejected(E.KNOWN_INVALID, "the branch leaves the chain where blocks can no longer be reverted "
+                                            "(a schema upgrade checkpoint, or undo data pruned)")
         reverted: list[Block] = []
         while self.head_hash != ancestor:
             reverted.append(self._revert_head())
@@ -614,8 +617,35 @@ class Chain:
                                                                                       self.head_header)
 
     def _below_checkpoint(self, height: int) -> bool:
-        """At or below a schema upgrade's checkpoint: executed under the old layout, never reverted."""
-        return self.checkpoint is not None and height <= self.checkpoint[0]
+        """At or below a schema upgrade's checkpoint (executed under the old layout), or below the height
+        undo data was pruned to: never reverted."""
+        return (self.checkpoint is not None and height <= self.checkpoint[0]) or height < self.undo_floor()
+
+    def undo_floor(self) -> int:
+        """The lowest height whose undo data is kept (1 unless `prune_undo` dropped some)."""
+        raw = self.kv.get(K_UNDO_FLOOR)
+        return decode(raw) if raw is not None else 1
+
+    def prune_undo(self, below_height: int, batch: int = 1000) -> int:
+        """Drop the undo data of canonical blocks below `below_height` (at most the head's height): blocks
+        that can no longer be reverted, e.g. below the finalized height. Undo data is what keeps growing on
+        disk with every block; an archive node never calls this. Each batch of `batch` blocks is one atomic
+        write that also moves the floor (`U`), so a crash leaves a consistent prefix pruned. Afterwards a
+        head move below the floor is refused. Returns how many blocks' undo data it dropped."""
+        floor = self.undo_floor()
+        stop = min(below_height, self.head.height)
+        dropped = 0
+        while floor < stop:
+            upto = min(stop, floor + batch)
+            writes: dict[bytes, bytes | None] = {K_UNDO_FLOOR: encode(upto)}
+            for height in range(floor, upto):
+                bh = self.canonical_hash(height)
+                if bh is not None and self.kv.get(b"u" + bh) is not None:
+                    writes[b"u" + bh] = None
+                    dropped += 1
+            self.kv.write(writes)
+            floor = upto
+        return dropped
 
     def _committed_root(self, block_hash: bytes, header: BlockHeader) -> bytes:
         """The state root a block commits to: its header's, or for the block a schema upgrade converted

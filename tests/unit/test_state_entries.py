@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -13,7 +13,7 @@ from ledger.encoding import decode, encode
 from ledger.state import P_HOLDING, StateOverlay
 from ledger.store import KV, LevelKV, MemoryKV
 from ledger.testing import CHAIN_ID, GENESIS_MS, MeterState, Net, extend, make_net, make_tx
-from ledger.tx import TransferWh
+from ledger.tx import Transfer, TransferWh
 
 GENESIS_S = GENESIS_MS // 1000
 
@@ -124,3 +124,39 @@ def test_a_transfer_spends_the_oldest_lots_across_sources(tmp_path: Path) -> Non
                                              (held[2][0], 5, "solar")]
     assert chain.holdings(owner.address, after=held[2][0], limit=2) == [held[3], held[4]]
     chain.kv.close()
+
+
+def test_prune_undo_drops_what_can_no_longer_be_reverted_and_refuses_reorgs_below_it() -> None:
+    from ledger import errors as E
+    from ledger.block import mine
+    from ledger.errors import Rejected
+    from ledger.testing import in_turn_slot
+
+    def fork_from_genesis(chain: Chain, net: Net) -> Any:
+        ref = net.chain()
+        proposer, ts = in_turn_slot(ref, net)
+        header, _inc, _rej = ref.build_block([], ts, proposer, chain.head.total_work // 2 + 1)
+        return mine(proposer, header, [])
+
+    results = {}
+    for prune in (False, True):
+        net = producer_net()
+        chain = net.chain()
+        a, b, _c = net.accounts
+        for i in range(6):
+            extend(chain, net, [make_tx(chain, a, Transfer(b.address, 1 + i))])
+        if prune:
+            assert chain.prune_undo(4, batch=2) == 3 and chain.undo_floor() == 4
+            assert [chain.kv.get(b"u" + chain.canonical_hash(h)) is None for h in range(1, 7)] == \
+                [True] * 3 + [False] * 3
+            assert chain.check(full=True) == []
+            assert chain.prune_undo(2) == 0  # the floor only rises
+        head = chain.head_hash
+        try:
+            chain.import_block(fork_from_genesis(chain, net))
+            results[prune] = chain.head_hash != head
+        except Rejected as exc:
+            assert exc.reason == E.KNOWN_INVALID and "can no longer be reverted" in exc.detail
+            results[prune] = chain.head_hash != head
+        assert chain.check(full=True) == []
+    assert results == {False: True, True: False}  # the same heavier fork reorgs only while undo data is kept
