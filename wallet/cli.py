@@ -548,13 +548,14 @@ def lots(w: Wallet, addr: str | None) -> None:
 
 @cli.command()
 @click.argument("addr", metavar="[ADDRESS]", required=False)
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="newest N entries")
+@click.option("--all", "all_", is_flag=True, help="every entry (the node is read page by page)")
 @common
 @with_key
 @pass_wallet
-def history(w: Wallet, addr: str | None, limit: int) -> None:
+def history(w: Wallet, addr: str | None, limit: int, all_: bool) -> None:
     """Transactions that touched an account, newest first."""
-    items = w.client.history(w.address_or_mine(addr), limit)
+    items = w.client.history(w.address_or_mine(addr), None if all_ else limit)
     if w.as_json:
         w.emit_json({"history": items})
         return
