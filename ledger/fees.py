@@ -9,7 +9,10 @@ kind alone, so a wallet knows the fee before it signs and a node checks it befor
 | PostOffer | the offer and its expiry on the schedule | 3 x min_fee |
 | AcceptOffer | the trade and its settlement on the schedule | 3 x min_fee |
 | PlaceOrder | the order and its place in the book | 3 x min_fee |
-| every other kind | at most one: a lot split off (a transfer moves whole lots and splits at most the last one, which keeps its lot id, so sending the same lot to the same holder again adds up) or a new account | 1 x min_fee |
+| every other kind | at most one: a lot split off, or a new account | 1 x min_fee |
+
+A transfer moves whole lots and splits at most the last one, and the split keeps its lot id, so sending
+the same lot to the same holder again adds up instead of adding an entry.
 
 Meter readings pay nothing: each mints one lot, and a meter may report one interval at a time
 (`interval_s` apart), so a meter's entries grow with time, not with anyone's spending.

@@ -407,8 +407,8 @@ class Transition:
         for price, maker_id in book_best(self.st, SELL if taker.side == BUY else BUY):
             if not taker.remaining:
                 break
-            if (taker.side == BUY and price > taker.price_per_wh) or (taker.side == SELL and price < taker.price_per_wh):
-                break
+            if price > taker.price_per_wh if taker.side == BUY else price < taker.price_per_wh:
+                break  # the best resting order no longer crosses
             maker = self.st.order(maker_id)
             assert maker is not None and maker.status == "open"
             wh = min(taker.remaining, maker.remaining)

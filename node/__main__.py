@@ -3,8 +3,9 @@
 Exit codes: 0 after a clean stop, 2 when the node cannot start (bad flags, genesis, key, data dir, port,
 or a data dir whose state does not match its head); the reason is one line on stderr.
 `--check-db` checks the data dir thoroughly instead of running (exit 0 consistent, 1 not, 2 cannot open);
-`--upgrade-db` converts a schema-1 data dir to schema 2 (ledger/migrate.py) and exits. Shutdown stops the producer and miner workers, the peers, then the
-HTTP server, and closes LevelDB last, so a restart with the same data dir continues where it stopped.
+`--upgrade-db` converts a schema-1 data dir to schema 2 (ledger/migrate.py) and exits.
+Shutdown stops the producer and miner workers, the peers, then the HTTP server, and closes LevelDB last,
+so a restart with the same data dir continues where it stopped.
 """
 from __future__ import annotations
 
