@@ -67,6 +67,29 @@ def upgrade_v1_to_v2(kv: KV, to_height: int | None = None) -> dict[str, Any]:
     return {"height": height, "head": head.hex(), "reverted": reverted, "root": root_of(acc).hex(), **counts}
 
 
+def upgrade_together(kvs: list[KV]) -> int | None:
+    """Upgrade the schema-1 databases of one network's stopped nodes at their last common block: the highest
+    height every one of them has, with the same block there (a node that upgraded already fixes it at its
+    checkpoint). Returns that height, or None if none of them is at schema 1."""
+    old = [kv for kv in kvs if schema_version(kv) == 1]
+    if not old:
+        return None
+    checkpoints = {tuple(_unpack(raw)[:2]) for kv in kvs if (raw := kv.get(K_CHECKPOINT)) is not None}
+    if len(checkpoints) > 1:
+        raise UpgradeError("the upgraded nodes have different checkpoints")
+    if checkpoints:
+        height, block_hash = next(iter(checkpoints))
+        if any(kv.get(b"n" + height.to_bytes(8, "big")) != block_hash for kv in old):
+            raise UpgradeError(f"a node does not have the checkpoint block {block_hash.hex()} at {height}")
+    else:
+        height = min(_unpack(kv.get(b"m" + kv.get(b"H")))[0] for kv in old)  # type: ignore[operator]
+        while height > 0 and len({kv.get(b"n" + height.to_bytes(8, "big")) for kv in old}) != 1:
+            height -= 1
+    for kv in old:
+        upgrade_v1_to_v2(kv, to_height=height)
+    return height
+
+
 def _revert_to(kv: KV, height: int) -> int:
     """Revert schema-1 head blocks down to `height` with their undo data (a batch per block)."""
     n = 0

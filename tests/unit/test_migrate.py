@@ -115,3 +115,25 @@ def test_node_command_upgrades_and_a_node_refuses_schema1(v1_dir: Path, tmp_path
     assert run.returncode == 0 and "already at schema version 2" in run.stdout
     run = subprocess.run([*node, "--check-db"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and "consistent" in run.stdout, (run.stdout, run.stderr)
+
+
+def test_nodes_of_one_network_upgrade_together_at_their_last_common_block(tmp_path: Path) -> None:
+    """Three nodes stopped at different heads (one behind by two blocks): all convert at the lower one, to
+    the same state root; a second run changes nothing."""
+    from ledger.migrate import _revert_to, upgrade_together
+    dirs = []
+    for name in ("a", "b", "c"):
+        with tarfile.open(DATA / "schema1-chain.tar.gz") as tar:
+            tar.extractall(tmp_path / name, filter="data")
+        dirs.append(tmp_path / name / "db")
+    kvs = [LevelKV(d) for d in dirs]
+    try:
+        assert _revert_to(kvs[1], EXPECTED["height"] - 2) == 2  # node b stopped two blocks behind
+        assert upgrade_together(kvs) == EXPECTED["height"] - 2
+        chains = [Chain(kv, the_net().genesis) for kv in kvs]
+        assert {c.height for c in chains} == {EXPECTED["height"] - 2}
+        assert len({c.head.accumulator for c in chains}) == 1 and all(c.check(full=True) == [] for c in chains)
+        assert upgrade_together(kvs) is None
+    finally:
+        for kv in kvs:
+            kv.close()
