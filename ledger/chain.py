@@ -29,6 +29,7 @@ Key layout besides the state (b"s..."):
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any, Callable, Container, Iterable, Iterator, Sequence
 
@@ -513,8 +514,6 @@ class Chain:
     def holdings(self, addr: bytes, after: bytes = b"", limit: int | None = None) -> list[tuple[bytes, int, str]]:
         """(lot_id, wh, source) an account holds, oldest first: up to `limit` lots with ids above `after`.
         Reads one LevelDB range per source the account holds, only as far as the page goes."""
-        import heapq
-
         def lots(source_index: int) -> Iterator[tuple[bytes, int, str]]:
             prefix = P_HOLDING + addr + bytes([source_index])
             start = prefix + after + b"\x00" if after else None
