@@ -42,7 +42,7 @@ from .genesis import Genesis
 from .keys import AccountKey
 from .state import (ACC_BYTES, BOOK_BUY, BOOK_SELL, K_PARAMS, P_BOOK, P_HOLDING, P_ORDER_LOT, STATE_PREFIX, Account,
                     Globals, Lot, Meter, Offer, Order, StateOverlay, Trade, k_account, k_lot, k_meter, k_offer,
-                    k_order, k_trade, recompute_accumulator, root_of, _unpack)
+                    k_order, k_trade, entry_problems, recompute_accumulator, root_of, _unpack)
 from .tx import SOURCES
 from .store import KV
 from .transition import BlockContext, Params, Transition
@@ -673,6 +673,7 @@ class Chain:
                             f"(height {head.height})")
         if not full:
             return problems
+        problems.extend(entry_problems(self.kv))
         txs_at: dict[bytes, tuple[int, int]] = {}  # txid -> (height, index) along the canonical chain
         canonical: set[bytes] = set()
         prev = ZERO_HASH

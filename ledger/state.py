@@ -533,3 +533,41 @@ def iterate_records(kv: KV, prefix: bytes, cls: type[R]) -> Iterator[tuple[bytes
     """(id, record) for every stored record under a key prefix (read-only queries)."""
     for key, raw in kv.iterate(prefix):
         yield key[len(prefix):], cls.unpack(raw)
+
+
+def entry_problems(kv: KV) -> list[str]:
+    """Where the per-entry state disagrees with itself (kwh-node --check-db): per-source totals against the
+    lots held, accounts' Wh and open counts against their entries, the book against the open orders, and
+    each sell order's locked lots against what it has left. Reads all of the state once."""
+    problems: list[str] = []
+    held: dict[bytes, int] = {}
+    for key, raw in kv.iterate(P_HOLDING):
+        held[key[2:23]] = held.get(key[2:23], 0) + _int(raw)
+    totals = {key[2:]: _int(raw) for key, raw in kv.iterate(P_SOURCE_WH)}
+    for group in held.keys() | totals.keys():
+        if held.get(group, 0) != totals.get(group, 0):
+            problems.append(f"account {group[:20].hex()} holds {held.get(group, 0)} Wh of source {group[20]} in "
+                            f"lots but its total says {totals.get(group, 0)}")
+    resting: dict[bytes, int] = {}
+    for key, order_id in kv.iterate(P_BOOK):
+        raw = kv.get(k_order(order_id))
+        order = Order.unpack(raw) if raw is not None else None
+        if order is None or order.status != "open" or k_book(order.side, order.price_per_wh, order.seq) != key:
+            problems.append(f"book entry {key.hex()} names order {order_id.hex()}, which is not open there")
+            continue
+        resting[order.owner] = resting.get(order.owner, 0) + 1
+    for key, raw in kv.iterate(b"sO"):
+        order = Order.unpack(raw)
+        locked = sum(_unpack(v)[0] for _k, v in kv.iterate(P_ORDER_LOT + key[2:]))
+        if order.side != BUY and locked != (order.remaining if order.status == "open" else 0):
+            problems.append(f"sell order {key[2:].hex()} locks {locked} Wh in lots, {order.remaining} remain")
+    wh_of: dict[bytes, int] = {}
+    for group, wh in totals.items():
+        wh_of[group[:20]] = wh_of.get(group[:20], 0) + wh
+    for key, raw in kv.iterate(b"sa"):
+        addr, acct = key[2:], Account.unpack(raw)
+        wh = wh_of.get(addr, 0)
+        if acct.wh != wh or acct.open_orders != resting.get(addr, 0):
+            problems.append(f"account {addr.hex()}: wh {acct.wh} / open orders {acct.open_orders}, its entries "
+                            f"say {wh} / {resting.get(addr, 0)}")
+    return problems

@@ -160,3 +160,21 @@ def test_prune_undo_drops_what_can_no_longer_be_reverted_and_refuses_reorgs_belo
             results[prune] = chain.head_hash != head
         assert chain.check(full=True) == []
     assert results == {False: True, True: False}  # the same heavier fork reorgs only while undo data is kept
+
+
+def test_check_db_finds_per_entry_state_that_disagrees_with_itself() -> None:
+    from ledger.encoding import encode as enc
+    from ledger.state import P_BOOK, P_SOURCE_WH, entry_problems
+    from ledger.tx import BUY, PlaceOrder
+    net = producer_net()
+    chain = net.chain()
+    attacker, victim, _friend = net.accounts
+    mint(chain, net, MeterState(net.meters[0], GENESIS_S - 10 * 900), [5000])
+    extend(chain, net, [make_tx(chain, victim, PlaceOrder(BUY, 10, 2))])
+    assert entry_problems(chain.kv) == [] and chain.check(full=True) == []
+    total_key = next(k for k, _v in chain.kv.iterate(P_SOURCE_WH + attacker.address))
+    book_key = next(k for k, _v in chain.kv.iterate(P_BOOK))
+    chain.kv.write({total_key: enc(4999), book_key: None})
+    found = entry_problems(chain.kv)
+    assert any("its total says 4999" in p for p in found) and any("open orders 1" in p for p in found)
+    assert any("its total says 4999" in p for p in chain.check(full=True))
