@@ -35,6 +35,7 @@ from .genesis import (DEFAULT_AUTHORITIES, DEFAULT_BASE_PORT, DEFAULT_CHAIN_ID, 
 from .layout import INDEX, Devnet, LayoutError
 from .nodes import NodeStartError, Supervisor, running_nodes, running_supervisor, stop_devnet
 from .run import DevnetRun, RunOptions
+from .upgrade import UpgradeError, upgrade_data_dirs
 
 DEFAULT_DIR = "./devnet-data"
 ENV_DIR = "KWH_DEVNET_DIR"  # so `kwh-devnet status` and `down` find the devnet `make devnet` started elsewhere
@@ -200,6 +201,12 @@ def up(ctx: click.Context, authorities: int, observers: int, meters: int, trader
     if running_nodes(devnet):
         fail(f"nodes of {directory} are still running without their supervisor; "
              f"stop them with `kwh-devnet down --dir {directory}`")
+    try:  # data dirs of an older build: upgraded together before any node starts (devnet/upgrade.py)
+        upgraded = upgrade_data_dirs(devnet)
+    except (UpgradeError, OSError) as exc:
+        fail(f"cannot upgrade the node data dirs of {directory}: {exc}")
+    if upgraded:
+        console.print(upgraded)
     sup = Supervisor(devnet, log_level=log_level)
     busy = sup.busy_ports()
     if busy:

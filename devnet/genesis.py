@@ -62,7 +62,7 @@ def create_devnet(root: str | Path, authorities: int = DEFAULT_AUTHORITIES, obse
     """Write a new devnet directory and return its index. Refuses a directory that already has one.
     Genesis is dated HISTORY_S back by default, so the simulated history (yesterday from local midnight)
     comes after every meter's enrollment; `meters_from_s` lets the genesis meters start earlier (at most
-    ledger.genesis.MAX_METER_BACKFILL_S before genesis)."""
+    ledger.genesis.MAX_GENESIS_BACKFILL_S before genesis)."""
     root = Path(root)
     if (root / INDEX).exists():
         raise LayoutError(f"{root} already holds a devnet ({INDEX}); reuse it or choose another --dir")

@@ -32,6 +32,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger.fees import required_fee
 from ledger.keys import AccountKey, parse_address
 from ledger.tx import (BUY, COIN, SELL, AcceptOffer, Body, CancelOffer, CancelOrder, Deliver, PlaceOrder, PostOffer,
                        Redeem, TransferWh, encode_tx, sign_tx)
@@ -182,7 +183,7 @@ class Market:
         nonce = int(acct["next_nonce"])
         for body in bodies:
             kind = BODY_KIND[type(body)]
-            tx = sign_tx(agent.key, self.devnet.chain_id, nonce, self.min_fee, body)
+            tx = sign_tx(agent.key, self.devnet.chain_id, nonce, required_fee(self.min_fee, body), body)
             self.stats.sent[kind] += 1
             try:
                 _i, status, data = await self.pool.post_tx(encode_tx(tx), agent.home)

@@ -33,10 +33,13 @@ Key layout besides the state (b"s..."):
     W<voter><target height8><target hash>      finality votes seen (for conflicting-vote evidence)
     e<voter><target height8>                   conflicting-vote evidence: [kind, vote bytes, vote bytes]
     R              target of a head move in progress (absent when none is)
+    U              lowest height whose undo data is kept (absent: 1)   M   schema upgrade checkpoint
+    j<addr><kind><height8><seq4>   an account's offers, trades, orders (ledger/queries.py)
 """
 from __future__ import annotations
 
 import hashlib
+import heapq
 from dataclasses import dataclass, field
 from typing import Any, Callable, Container, Iterable, Iterator, Sequence
 
@@ -48,14 +51,15 @@ from .encoding import decode, encode
 from .errors import Rejected
 from .genesis import Genesis
 from .keys import AccountKey
-from .state import (ACC_BYTES, K_PARAMS, STATE_PREFIX, Account, Globals, Lot, Meter, Offer, Order, StateOverlay,
-                    Trade, k_account, k_holdings, k_lot, k_meter, k_offer, k_order, k_trade, recompute_accumulator,
-                    root_of, _unpack)
+from .state import (ACC_BYTES, BOOK_BUY, BOOK_SELL, K_PARAMS, P_BOOK, P_HOLDING, P_ORDER_LOT, STATE_PREFIX, Account,
+                    Globals, Lot, Meter, Offer, Order, StateOverlay, Trade, k_account, k_lot, k_meter, k_offer,
+                    k_order, k_trade, entry_problems, recompute_accumulator, root_of, _unpack)
+from .tx import SOURCES
 from .store import KV
 from .transition import BlockContext, Params, Transition
 from .tx import SignedTx, Tx, Vote, encode_tx
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: one state entry per lot held, resting order and scheduled expiry
 MAX_FUTURE_DRIFT_MS = 15_000
 # Bounds on what a proposer claims. Difficulty buys no weight, so the cap only keeps a block producible
 # and its claims small; an honest miner tries more than 64x the expected hashes with probability e^-64.
@@ -65,6 +69,7 @@ MAX_MINING_POWER_W = 10_000_000  # 10 MW: energy claimed <= this x the time sinc
 CUM_LIMIT = (1 << 63) - 1  # running totals saturate here rather than overflow the 64-bit encoding
 IN_TURN_WEIGHT, OUT_OF_TURN_WEIGHT = 2, 1
 K_TARGET = b"R"  # journal of a head move in progress (see the module docstring)
+K_UNDO_FLOOR = b"U"  # undo data is kept from this height up (Chain.prune_undo)
 ST_STORED, ST_VALID, ST_INVALID = 0, 1, 2
 
 # A verifier checks signatures of many transactions at once (perhaps on several cores) and returns the
@@ -167,8 +172,14 @@ class Chain:
         elif stored != digest:
             raise ValueError("this database belongs to a different genesis")
         version = decode(kv.get(b"V") or encode(0))
+        if version == 1:
+            raise ValueError("database schema version 1 (whole-list state records), this build reads 2: stop "
+                             "every node at the same block and run `kwh-node --genesis FILE --data-dir DIR "
+                             "--upgrade-db` on each (README: Upgrading a data dir)")
         if version != SCHEMA_VERSION:
             raise ValueError(f"database schema version {version}, this build reads {SCHEMA_VERSION}")
+        raw_checkpoint = kv.get(b"M")  # [height, hash, root] where a schema upgrade converted the state
+        self.checkpoint: list[Any] | None = _unpack(raw_checkpoint) if raw_checkpoint is not None else None
         self.params = Params.from_record(_unpack(kv.get(K_PARAMS)))  # type: ignore[arg-type]
         self.chain_id = self.params.chain_id
         self._authsets: dict[bytes, tuple[bytes, ...]] = {b"": self.params.authorities}
@@ -423,6 +434,10 @@ class Chain:
             branch.append(h)
             h = meta.parent
         ancestor = h
+        if self._below_checkpoint(self.meta(ancestor).height + 1):  # type: ignore[union-attr]
+            self._fail_move(branch, origin)
+            raise Rejected(E.KNOWN_INVALID, "the branch leaves the chain where blocks can no longer be reverted "
+                                            "(a schema upgrade checkpoint, or undo data pruned)")
         reverted: list[Block] = []
         while self.head_hash != ancestor:
             reverted.append(self._revert_head())
@@ -719,9 +734,21 @@ class Chain:
         raw = self.kv.get(k_account(addr))
         return Account.unpack(raw) if raw is not None else Account()
 
-    def holdings(self, addr: bytes) -> list[tuple[bytes, int, str]]:
-        raw = self.kv.get(k_holdings(addr))
-        return [tuple(e) for e in _unpack(raw)] if raw is not None else []  # type: ignore[misc]
+    def holdings(self, addr: bytes, after: bytes = b"", limit: int | None = None) -> list[tuple[bytes, int, str]]:
+        """(lot_id, wh, source) an account holds, oldest first: up to `limit` lots with ids above `after`.
+        Reads one LevelDB range per source the account holds, only as far as the page goes."""
+        def lots(source_index: int) -> Iterator[tuple[bytes, int, str]]:
+            prefix = P_HOLDING + addr + bytes([source_index])
+            start = prefix + after + b"\x00" if after else None
+            for key, raw in self.kv.iterate(prefix, start):
+                yield key[23:], int(_unpack(raw)), SOURCES[source_index]
+
+        out: list[tuple[bytes, int, str]] = []
+        for entry in heapq.merge(*(lots(i) for i in range(len(SOURCES))), key=lambda e: e[0]):
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(entry)
+        return out
 
     def lot(self, lot_id: bytes) -> Lot | None:
         raw = self.kv.get(k_lot(lot_id))
@@ -754,20 +781,38 @@ class Chain:
         for key, raw in self.kv.iterate(b"st"):
             yield key[2:], Trade.unpack(raw)
 
-    def order(self, order_id: bytes) -> Order | None:
+    def order(self, order_id: bytes, with_lots: bool = True) -> Order | None:
+        """An order; with `with_lots` its `lots` lists the lots a sell order still locks (from their entries)."""
         raw = self.kv.get(k_order(order_id))
-        return Order.unpack(raw) if raw is not None else None
+        if raw is None:
+            return None
+        order = Order.unpack(raw)
+        if with_lots and order.side == "sell":
+            order.lots = self._order_lots(order_id)
+        return order
 
-    def orders(self) -> Iterator[tuple[bytes, Order]]:
+    def orders(self, with_lots: bool = True) -> Iterator[tuple[bytes, Order]]:
         for key, raw in self.kv.iterate(b"sO"):
-            yield key[2:], Order.unpack(raw)
+            order = Order.unpack(raw)
+            if with_lots and order.side == "sell":
+                order.lots = self._order_lots(key[2:])
+            yield key[2:], order
 
-    def order_book(self) -> tuple[list[tuple[bytes, Order]], list[tuple[bytes, Order]]]:
-        """(buys best first, sells best first) of open orders."""
-        raw = self.kv.get(b"sB")
-        buys, sells = _unpack(raw) if raw is not None else ([], [])
-        return ([(e[2], self.order(e[2])) for e in buys],  # type: ignore[misc]
-                [(e[2], self.order(e[2])) for e in sells])
+    def _order_lots(self, order_id: bytes) -> list[list[Any]]:
+        return [[key[34:], *_unpack(v)] for key, v in self.kv.iterate(P_ORDER_LOT + order_id)]
+
+    def book_side(self, side: str, limit: int | None = None) -> list[tuple[bytes, Order]]:
+        """One side's resting orders, best first (at most `limit`): a walk of its book range."""
+        out: list[tuple[bytes, Order]] = []
+        for _key, order_id in self.kv.iterate(P_BOOK + (BOOK_BUY if side == "buy" else BOOK_SELL)):
+            if limit is not None and len(out) >= limit:
+                break
+            out.append((order_id, self.order(order_id, with_lots=False)))  # type: ignore[arg-type]
+        return out
+
+    def order_book(self, limit: int | None = None) -> tuple[list[tuple[bytes, Order]], list[tuple[bytes, Order]]]:
+        """(buys best first, sells best first) of open orders, at most `limit` a side."""
+        return self.book_side("buy", limit), self.book_side("sell", limit)
 
     def globals(self) -> Globals:
         raw = self.kv.get(b"sG")
@@ -790,7 +835,46 @@ class Chain:
     def verify_state_root(self) -> bool:
         """Recompute the state root from every stored entry and compare with the head header."""
         acc = recompute_accumulator(self.kv)
-        return acc == self.head.accumulator and root_of(acc) == self.head_header.state_root
+        return acc == self.head.accumulator and root_of(acc) == self._committed_root(self.head_hash,
+                                                                                      self.head_header)
+
+    def _below_checkpoint(self, height: int) -> bool:
+        """At or below a schema upgrade's checkpoint (executed under the old layout), or below the height
+        undo data was pruned to: never reverted."""
+        return (self.checkpoint is not None and height <= self.checkpoint[0]) or height < self.undo_floor()
+
+    def undo_floor(self) -> int:
+        """The lowest height whose undo data is kept (1 unless `prune_undo` dropped some)."""
+        raw = self.kv.get(K_UNDO_FLOOR)
+        return decode(raw) if raw is not None else 1
+
+    def prune_undo(self, below_height: int, batch: int = 1000) -> int:
+        """Drop the undo data of canonical blocks below `below_height` (at most the head's height): blocks
+        that can no longer be reverted, e.g. below the finalized height. Undo data is what keeps growing on
+        disk with every block; an archive node never calls this. Each batch of `batch` blocks is one atomic
+        write that also moves the floor (`U`), so a crash leaves a consistent prefix pruned. Afterwards a
+        head move below the floor is refused. Returns how many blocks' undo data it dropped."""
+        floor = self.undo_floor()
+        stop = min(below_height, self.head.height)
+        dropped = 0
+        while floor < stop:
+            upto = min(stop, floor + batch)
+            writes: dict[bytes, bytes | None] = {K_UNDO_FLOOR: encode(upto)}
+            for height in range(floor, upto):
+                bh = self.canonical_hash(height)
+                if bh is not None and self.kv.get(b"u" + bh) is not None:
+                    writes[b"u" + bh] = None
+                    dropped += 1
+            self.kv.write(writes)
+            floor = upto
+        return dropped
+
+    def _committed_root(self, block_hash: bytes, header: BlockHeader) -> bytes:
+        """The state root a block commits to: its header's, or for the block a schema upgrade converted
+        the state at, the converted state's root (ledger/migrate.py)."""
+        if self.checkpoint is not None and block_hash == self.checkpoint[1]:
+            return self.checkpoint[2]
+        return header.state_root
 
     def check(self, full: bool = True) -> list[str]:
         """What is inconsistent in the stored chain (empty if nothing): the head and the state root
@@ -805,13 +889,14 @@ class Chain:
             problems.append(f"head {hh.hex()} is not marked valid")
         if self.canonical_hash(head.height) != hh:
             problems.append(f"canonical index at the head height {head.height} does not name the head")
-        if root_of(head.accumulator) != self.head_header.state_root:
+        if root_of(head.accumulator) != self._committed_root(hh, self.head_header):
             problems.append("the head's stored accumulator does not match its header's state root")
         if recompute_accumulator(self.kv) != head.accumulator:
             problems.append(f"state recomputed from the stored entries does not match the head's state root "
                             f"(height {head.height})")
         if not full:
             return problems
+        problems.extend(entry_problems(self.kv))
         txs_at: dict[bytes, tuple[int, int]] = {}  # txid -> (height, index) along the canonical chain
         canonical: set[bytes] = set()
         prev = ZERO_HASH
@@ -831,7 +916,7 @@ class Chain:
                 continue
             if meta.height != height or meta.parent != prev or meta.status != ST_VALID:
                 problems.append(f"canonical block {bh.hex()} at {height}: height, parent or status is wrong")
-            if height > 0 and self.kv.get(b"u" + bh) is None:
+            if height > 0 and self.kv.get(b"u" + bh) is None and not self._below_checkpoint(height):
                 problems.append(f"canonical block {bh.hex()} at {height} has no undo data")
             canonical.add(bh)
             for i, tx in enumerate(block.txs):

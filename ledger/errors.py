@@ -64,6 +64,7 @@ OVER_DELIVERY = "over_delivery"
 UNKNOWN_ORDER = "unknown_order"
 NOT_OWNER = "not_owner"
 ORDER_CLOSED = "order_closed"
+TOO_MANY_OPEN = "too_many_open"  # an account's cap on open offers or orders (ledger/fees.py)
 
 # Blocks
 BAD_HEIGHT = "bad_height"

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Iterator
 from . import errors as E
 from . import ocmf
 from .errors import Rejected
-from .state import Lot, Record, StateOverlay, holdings_insert, k_lot, lot_id_of, record
+from .state import Lot, Record, StateOverlay, holding_add, k_lot, lot_id_of, record
 from .store import KV
 from .tx import SOURCES, EnrollOcmfMeter, OcmfReading, SignedTx
 
@@ -210,7 +210,7 @@ class OcmfRules:
             lot_id = lot_id_of(prev_s, meter_id)
             self.st.put(k_lot(lot_id), Lot(meter_id, m.owner, prev_s, now_s - prev_s, m.source, mint_wh,
                                            self.ctx.height, txid))
-            holdings_insert(self.st.holdings(m.owner), lot_id, mint_wh, m.source)
+            holding_add(self.st, m.owner, lot_id, mint_wh, m.source)
             owner.wh += mint_wh
             m.minted_wh += mint_wh
             g.minted_wh += mint_wh

@@ -6,7 +6,6 @@ debited in a rule is credited in the same rule; only readings mint Wh, only rede
 """
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -14,10 +13,13 @@ from . import consensus
 from . import errors as E
 from .encoding import encode
 from .errors import Rejected
+from .fees import MAX_OPEN_OFFERS, MAX_OPEN_ORDERS, required_fee
 from .keys import address_of, meter_id_of, valid_meter_public
 from .ocmf_rules import OcmfRules
-from .state import (Lot, Meter, Offer, Order, StateOverlay, Trade, holdings_available, holdings_insert,
-                    holdings_take, k_lot, k_meter, k_offer, k_order, k_trade, lot_id_of)
+from .queries import LIST_OFFERS, LIST_ORDERS, LIST_TRADES, listing_key
+from .state import (DUE_OFFER, DUE_TRADE, Lot, Meter, Offer, Order, StateOverlay, Trade, book_add, book_best,
+                    book_remove, holding_add, holdings_take, k_lot, k_meter, k_offer, k_order, k_trade, lot_id_of,
+                    order_lot_add, order_lots_release, order_lots_take, schedule_add, schedule_due, source_wh)
 from .tx import (MAX_METER_BACKFILL_S, BUY, CONSUMPTION, GENERATION, INTERVALS, METER_KINDS, SELL, SOURCES, AcceptOffer,
                  AuthorityVote, CancelOffer, CancelOrder, Deliver, EnrollMeter, EnrollMeterSince, EnrollOcmfMeter,
                  MeterReading, OcmfReading, PlaceOrder, PostOffer, Redeem, RevokeMeter, SignedTx, Transfer, TransferWh,
@@ -76,6 +78,10 @@ class BlockContext:
     def provenance(self, lot_id: bytes, txid: bytes, sender: bytes, receiver: bytes, wh: int, kind: str) -> None:
         self.index[b"k" + lot_id + self._next()] = encode([txid, sender, receiver, wh, kind])
 
+    def listing(self, addr: bytes, kind: bytes, item_id: bytes) -> None:
+        """Index an account's offer, trade or order, so its pages read only its own (ledger/queries.py)."""
+        self.index[listing_key(addr, kind, self._next())] = item_id
+
 
 def _positive(value: int, what: str) -> None:
     if value <= 0:
@@ -116,8 +122,10 @@ class Transition(OcmfRules):
         acct = self.st.account(sender)
         if tx.nonce != acct.nonce:
             raise Rejected(E.BAD_NONCE, f"expected nonce {acct.nonce}, got {tx.nonce}")
-        if tx.fee < self.ctx.params.min_fee:
-            raise Rejected(E.FEE_TOO_LOW, f"fee {tx.fee} below minimum {self.ctx.params.min_fee}")
+        fee = required_fee(self.ctx.params.min_fee, tx.body)
+        if tx.fee < fee:
+            raise Rejected(E.FEE_TOO_LOW, f"fee {tx.fee} below minimum {fee} for a {tx.kind} "
+                                          f"(state it adds pays: ledger/fees.py)")
         if acct.coin < tx.fee:
             raise Rejected(E.INSUFFICIENT_FUNDS, "cannot pay the fee")
         self._rules[type(tx.body)](tx, tx.body)
@@ -140,19 +148,18 @@ class Transition(OcmfRules):
     def _move_wh(self, txid: bytes, sender: bytes, receiver: bytes, wh: int, source: str, kind: str) -> None:
         """Move wh from sender's holdings to receiver's, lot by lot; the caller checked availability."""
         src_acct, dst_acct = self.st.account(sender), self.st.account(receiver)
-        lots = holdings_take(self.st.holdings(sender), wh, source)
+        lots = holdings_take(self.st, sender, wh, source)
         self._give(receiver, lots, txid, sender, kind)
         src_acct.wh -= wh
         dst_acct.wh += wh
 
     def _give(self, receiver: bytes, lots: list[list[Any]], txid: bytes, sender: bytes, kind: str) -> None:
-        dst = self.st.holdings(receiver)
         for lot_id, wh, source in lots:
-            holdings_insert(dst, lot_id, wh, source)
+            holding_add(self.st, receiver, lot_id, wh, source)
             self.ctx.provenance(lot_id, txid, sender, receiver, wh, kind)
 
     def _need_wh(self, addr: bytes, wh: int, source: str = "") -> None:
-        have = holdings_available(self.st.holdings(addr), source) if source else self.st.account(addr).wh
+        have = source_wh(self.st, addr, source) if source else self.st.account(addr).wh
         if have < wh:
             what = f"{source} Wh" if source else "Wh"
             raise Rejected(E.INSUFFICIENT_WH, f"holds {have} {what}, needs {wh}")
@@ -172,7 +179,7 @@ class Transition(OcmfRules):
         if body.wh > uncovered:
             raise Rejected(E.EXCEEDS_CONSUMPTION, f"only {uncovered} Wh of metered consumption not yet covered")
         self._need_wh(addr, body.wh)
-        for lot_id, wh, _source in holdings_take(self.st.holdings(addr), body.wh):
+        for lot_id, wh, _source in holdings_take(self.st, addr, body.wh):
             self.ctx.provenance(lot_id, tx.txid, addr, b"", wh, "redeem")
         acct.wh -= body.wh
         acct.redeemed_wh += body.wh
@@ -273,7 +280,7 @@ class Transition(OcmfRules):
             lot_id = lot_id_of(f.interval_start, f.meter_id)
             self.st.put(k_lot(lot_id), Lot(f.meter_id, meter.owner, f.interval_start, f.interval_s, meter.source,
                                            f.export_wh, self.ctx.height, txid))
-            holdings_insert(self.st.holdings(meter.owner), lot_id, f.export_wh, meter.source)
+            holding_add(self.st, meter.owner, lot_id, f.export_wh, meter.source)
             owner.wh += f.export_wh
             meter.minted_wh += f.export_wh
             g.minted_wh += f.export_wh
@@ -285,9 +292,6 @@ class Transition(OcmfRules):
         self.ctx.history(meter.owner, txid, "reading")
 
     # prepaid trades -----------------------------------------------------------------------------
-    def _schedule(self, window_end: int, kind: int, item_id: bytes) -> None:
-        bisect.insort(self.st.schedule(), [window_end, kind, item_id])
-
     def _post_offer(self, tx: SignedTx, body: PostOffer) -> None:
         _positive(body.wh, "wh")
         if body.price_per_wh <= 0 or cost(body.wh, body.price_per_wh) > U64:
@@ -297,10 +301,15 @@ class Transition(OcmfRules):
             raise Rejected(E.INVALID_WINDOW, "window must end after it starts, in the future, within 90 days")
         if body.source and body.source not in SOURCES:
             raise Rejected(E.INVALID_AMOUNT, f"source must be one of {SOURCES}")
+        seller = self.st.account(tx.sender_address)
+        if seller.open_offers >= MAX_OPEN_OFFERS:
+            raise Rejected(E.TOO_MANY_OPEN, f"{seller.open_offers} offers open (limit {MAX_OPEN_OFFERS})")
+        seller.open_offers += 1
         self.st.put(k_offer(tx.txid), Offer(tx.sender_address, body.wh, body.wh, body.price_per_wh,
                                             body.window_start, body.window_end, body.source, "open",
                                             self.ctx.height))
-        self._schedule(body.window_end, 0, tx.txid)
+        schedule_add(self.st, body.window_end, DUE_OFFER, tx.txid)
+        self.ctx.listing(tx.sender_address, LIST_OFFERS, tx.txid)
 
     def _open_offer(self, offer_id: bytes) -> Offer:
         offer = self.st.offer(offer_id)
@@ -328,11 +337,13 @@ class Transition(OcmfRules):
         buyer.locked_coin += price
         offer.remaining -= body.wh
         if offer.remaining == 0:
-            offer.status = "filled"
+            self._close_offer(offer, "filled")
         self.st.put(k_trade(tx.txid), Trade(body.offer_id, offer.seller, buyer_addr, body.wh, offer.price_per_wh,
                                             price, 0, 0, 0, offer.window_start, offer.window_end, offer.source,
                                             "open", self.ctx.height))
-        self._schedule(offer.window_end, 1, tx.txid)
+        schedule_add(self.st, offer.window_end, DUE_TRADE, tx.txid)
+        self.ctx.listing(buyer_addr, LIST_TRADES, tx.txid)
+        self.ctx.listing(offer.seller, LIST_TRADES, tx.txid)
         self.ctx.history(offer.seller, tx.txid, tx.kind)
 
     def _deliver(self, tx: SignedTx, body: Deliver) -> None:
@@ -365,7 +376,11 @@ class Transition(OcmfRules):
         offer = self._open_offer(body.offer_id)
         if offer.seller != tx.sender_address:
             raise Rejected(E.NOT_OWNER, "only the seller cancels an offer")
-        offer.status = "cancelled"
+        self._close_offer(offer, "cancelled")
+
+    def _close_offer(self, offer: Offer, status: str) -> None:
+        offer.status = status
+        self.st.account(offer.seller).open_offers -= 1
 
     def end_block(self) -> None:
         """Settle what expires at this block's time, pay the fees to the proposer, then apply authority
@@ -374,20 +389,13 @@ class Transition(OcmfRules):
         consensus.end_block(self.st, self.ctx.ancestor(0) or b"", self.ctx.params.authorities)
 
     def _end_market(self) -> None:
-        schedule = self.st.schedule()
-        now = self.ctx.now_s
-        n = 0
-        while n < len(schedule) and schedule[n][0] <= now:
-            _end, kind, item_id = schedule[n]
-            if kind == 0:
+        for kind, item_id in schedule_due(self.st, self.ctx.now_s):
+            if kind == DUE_OFFER:
                 offer = self.st.offer(item_id)
                 if offer is not None and offer.status == "open":
-                    offer.status = "expired"
+                    self._close_offer(offer, "expired")
             else:
                 self._settle_trade(item_id)
-            n += 1
-        if n:
-            del schedule[:n]
         if self.ctx.fees:
             self.st.account(address_of(self.ctx.proposer)).coin += self.ctx.fees
             self.st.globals().fees += self.ctx.fees
@@ -415,6 +423,8 @@ class Transition(OcmfRules):
             raise Rejected(E.INVALID_PRICE, "price must be positive and the total must fit 64 bits")
         addr = tx.sender_address
         acct = self.st.account(addr)
+        if acct.open_orders >= MAX_OPEN_ORDERS:
+            raise Rejected(E.TOO_MANY_OPEN, f"{acct.open_orders} orders open (limit {MAX_OPEN_ORDERS})")
         if body.side == BUY:
             lock = cost(body.wh, body.price_per_wh)
             if acct.coin < lock + tx.fee:
@@ -427,39 +437,40 @@ class Transition(OcmfRules):
             acct.locked_coin += lock
             order = Order(addr, BUY, body.price_per_wh, body.wh, body.wh, lock, [], g.seq, "open", self.ctx.height)
         else:
-            lots = holdings_take(self.st.holdings(addr), body.wh)
+            for lot_id, wh, source in holdings_take(self.st, addr, body.wh):
+                order_lot_add(self.st, tx.txid, lot_id, wh, source)
             acct.wh -= body.wh
             acct.locked_wh += body.wh
-            order = Order(addr, SELL, body.price_per_wh, body.wh, body.wh, 0, lots, g.seq, "open", self.ctx.height)
+            order = Order(addr, SELL, body.price_per_wh, body.wh, body.wh, 0, [], g.seq, "open", self.ctx.height)
         g.seq += 1
         order_id = tx.txid
         self.st.put(k_order(order_id), order)
+        self.ctx.listing(addr, LIST_ORDERS, order_id)
         self._match(order_id, order)
         if order.remaining:
-            buys, sells = self.st.book()
-            if order.side == BUY:
-                bisect.insort(buys, [-order.price_per_wh, order.seq, order_id])
-            else:
-                bisect.insort(sells, [order.price_per_wh, order.seq, order_id])
+            book_add(self.st, order.side, order.price_per_wh, order.seq, order_id)
+            acct.open_orders += 1
 
     def _match(self, taker_id: bytes, taker: Order) -> None:
         """Price-time priority: cross against the best resting orders at their prices."""
-        buys, sells = self.st.book()
-        resting = sells if taker.side == BUY else buys
-        while taker.remaining and resting:
-            key_price, _seq, maker_id = resting[0]
-            price = abs(key_price)
-            if (taker.side == BUY and price > taker.price_per_wh) or (taker.side == SELL and price < taker.price_per_wh):
+        filled: list[Order] = []
+        for price, maker_id in book_best(self.st, SELL if taker.side == BUY else BUY):
+            if not taker.remaining:
                 break
+            if price > taker.price_per_wh if taker.side == BUY else price < taker.price_per_wh:
+                break  # the best resting order no longer crosses
             maker = self.st.order(maker_id)
             assert maker is not None and maker.status == "open"
             wh = min(taker.remaining, maker.remaining)
             buy, sell = (taker, maker) if taker.side == BUY else (maker, taker)
-            self._fill(buy, sell, wh, price, maker_id if maker.side == BUY else taker_id,
-                       maker_id if maker.side == SELL else taker_id)
+            buy_id, sell_id = (taker_id, maker_id) if taker.side == BUY else (maker_id, taker_id)
+            self._fill(buy, sell, wh, price, buy_id, sell_id)
             if maker.remaining == 0:
                 maker.status = "filled"
-                del resting[0]
+                filled.append(maker)
+        for maker in filled:  # off the book after the walk, so the walk never sees its own deletions
+            book_remove(self.st, maker.side, maker.price_per_wh, maker.seq)
+            self.st.account(maker.owner).open_orders -= 1
         if taker.remaining == 0:
             taker.status = "filled"
 
@@ -471,7 +482,7 @@ class Transition(OcmfRules):
         buyer.locked_coin -= released
         buyer.coin += released - paid  # price improvement goes back to the buyer
         seller.coin += paid
-        lots = holdings_take(sell.lots, wh)
+        lots = order_lots_take(self.st, sell_id, wh)
         self._give(buy.owner, lots, sell_id, sell.owner, "fill")
         seller.locked_wh -= wh
         buyer.wh += wh
@@ -494,17 +505,16 @@ class Transition(OcmfRules):
         if order.status != "open":
             raise Rejected(E.ORDER_CLOSED, f"order is {order.status}")
         acct = self.st.account(order.owner)
-        buys, sells = self.st.book()
         if order.side == BUY:
             acct.locked_coin -= order.locked_coin
             acct.coin += order.locked_coin
             order.locked_coin = 0
-            buys.remove([-order.price_per_wh, order.seq, body.order_id])
         else:
-            self._give(order.owner, order.lots, tx.txid, order.owner, "cancel_order")
+            self._give(order.owner, order_lots_release(self.st, body.order_id), tx.txid, order.owner,
+                       "cancel_order")
             acct.locked_wh -= order.remaining
             acct.wh += order.remaining
-            order.lots = []
-            sells.remove([order.price_per_wh, order.seq, body.order_id])
+        book_remove(self.st, order.side, order.price_per_wh, order.seq)
+        acct.open_orders -= 1
         order.status = "cancelled"
         order.updated = self.ctx.height

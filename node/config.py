@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-db", action="store_true",
                    help="check the data dir's consistency (state root, indexes, undo data) and exit: 0 if "
                         "consistent, 1 if not; the node must not be running")
+    p.add_argument("--upgrade-db", action="store_true",
+                   help="upgrade a stopped node's data dir from schema 1 to 2 and exit (every node of a network "
+                        "at the same block: see --upgrade-height)")
+    p.add_argument("--upgrade-height", type=int, metavar="H",
+                   help="with --upgrade-db: first revert the head to height H (the lowest head of the network)")
     return p
 
 

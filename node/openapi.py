@@ -42,6 +42,15 @@ def _list(name: str, key: str) -> dict[str, Any]:
     return _obj({key: {"type": "array", "items": _ref(name)}})
 
 
+NEXT = {"type": "string", "pattern": "^([0-9a-f]{2}){1,64}$", "nullable": True,
+        "description": "cursor of the next page (pass it as `cursor`); null at the end. Opaque."}
+
+
+def _page(name: str, key: str, **more: Any) -> dict[str, Any]:
+    """A page of a listing: its items and the `next` cursor."""
+    return _obj({key: {"type": "array", "items": _ref(name)}, **more, "next": NEXT})
+
+
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": {"type": "string", "description": "machine-readable reason (ledger/errors.py, "
                                                              "not_found, bad_request, unauthorized, rate_limited, "
@@ -73,7 +82,8 @@ SCHEMAS: dict[str, Any] = {
                       "tx": _ref("Tx")},
                      required=["txid", "status", "tx"]),
     "Account": _obj({"address": ADDR, "coin": INT, "nonce": INT, "next_nonce": INT, "wh": INT, "locked_coin": INT,
-                     "locked_wh": INT, "consumed_wh": INT, "redeemed_wh": INT}),
+                     "locked_wh": INT, "consumed_wh": INT, "redeemed_wh": INT, "open_offers": INT,
+                     "open_orders": INT}),
     "Lot": _obj({"lot_id": HEX, "wh": INT, "source": STR, "meter_id": HEX, "producer": ADDR,
                  "interval_start": INT, "interval_s": INT, "minted_wh": INT, "height": INT, "reading_id": HEX},
                 required=["lot_id", "source"]),
@@ -163,6 +173,11 @@ LIMIT_MIN = {"type": "integer", "minimum": 1}
 FORMAT = _param("format", "query", {"type": "string", "enum": ["json", "msgpack"]},
                 "msgpack: canonical bytes for peers and tools", False)
 PEER_AUTH: list[dict[str, list[str]]] = [{"peerSession": []}]
+CURSOR = _param("cursor", "query", {"type": "string", "pattern": "^([0-9a-f]{2}){1,64}$"},
+                "the `next` of the page before (absent: the first page)", False)
+PAGE = [_param("limit", "query", LIMIT_MIN, "items per page, at most 1000, more is capped (default 1000)", False),
+        CURSOR]
+LEVEL = _obj({"price_per_wh": INT, "wh": INT, "orders": INT})
 
 PATHS: dict[str, Any] = {
     "/status": {"get": _op("Chain head, this node's role, mempool size and peers", _json(_ref("Status")),
@@ -175,10 +190,12 @@ PATHS: dict[str, Any] = {
         [_param("ref", "path", HEIGHT_OR_HASH, "height (decimal) or block hash (hex)"), FORMAT], tags=["chain"])},
     "/blocks": {"get": _op(
         "Canonical blocks from a height (at most 100, fewer if the page would be very large)",
-        {"description": "{blocks: [block JSON]}, or a msgpack list of block bytes with format=msgpack",
-         "content": {"application/json": {"schema": _list("Block", "blocks")}, **MSGPACK_BYTES}},
+        {"description": "{blocks: [block JSON], next}, or a msgpack list of block bytes with format=msgpack",
+         "content": {"application/json": {"schema": _page("Block", "blocks")}, **MSGPACK_BYTES}},
         [_param("from", "query", {"type": "integer", "minimum": 0}, "first height (default 1)", False),
-         _param("limit", "query", LIMIT_MIN, "at most 100, more is capped (default 100)", False), FORMAT],
+         _param("limit", "query", LIMIT_MIN, "at most 100, more is capped (default 100)", False), FORMAT,
+         _param("cursor", "query", {"type": "string", "pattern": "^([0-9a-f]{2}){1,64}$"},
+                "the `next` of the page before (instead of from)", False)],
         tags=["chain"])},
     "/tx": {"post": _op(
         "Submit a signed transaction or meter reading to the mempool",
@@ -193,15 +210,18 @@ PATHS: dict[str, Any] = {
                               tags=["transactions"])},
     "/accounts/{addr}": {"get": _op("Balances and nonces; next_nonce counts pending mempool txs",
                                     _json(_ref("Account")), [ADDR_PATH], tags=["accounts"])},
-    "/accounts/{addr}/lots": {"get": _op("Wh holdings by lot, oldest first, with provenance",
-                                         _json(_list("Lot", "lots")), [ADDR_PATH], tags=["accounts"])},
+    "/accounts/{addr}/lots": {"get": _op("Wh holdings by lot, oldest first, with provenance (paged)",
+                                         _json(_page("Lot", "lots")), [ADDR_PATH, *PAGE], tags=["accounts"])},
     "/accounts/{addr}/history": {"get": _op(
-        "Transactions touching the account, newest first",
+        "Transactions touching the account, newest first (paged)",
         _json(_obj({"history": {"type": "array", "items": _obj({"height": INT, "txid": HEX, "kind": STR,
-                                                                  "final": BOOL})}})),
-        [ADDR_PATH, _param("limit", "query", LIMIT_MIN, "at most 1000, more is capped (default 50)", False)],
+                                                                  "final": BOOL})},
+                    "next": NEXT})),
+        [ADDR_PATH, _param("limit", "query", LIMIT_MIN, "at most 1000, more is capped (default 50)", False),
+         CURSOR],
         tags=["accounts"])},
-    "/meters": {"get": _op("All enrolled meters", _json(_list("Meter", "meters")), tags=["meters"])},
+    "/meters": {"get": _op("Enrolled meters by id (paged)", _json(_page("Meter", "meters")), PAGE,
+                           tags=["meters"])},
     "/meters/{meter_id}": {"get": _op("One meter", _json(_ref("Meter")),
                                       [_param("meter_id", "path", _hex_id(16, "meter id"), "16-byte meter id")],
                                       tags=["meters"])},
@@ -210,33 +230,43 @@ PATHS: dict[str, Any] = {
     "/ocmf-meters/{meter_id}": {"get": _op(
         "One OCMF meter (its id: ledger.ocmf.meter_id_of_serial(serial))", _json(_ref("OcmfMeter")),
         [_param("meter_id", "path", _hex_id(16, "meter id"), "16-byte OCMF meter id")], tags=["meters"])},
-    "/lots/{lot_id}": {"get": _op("A lot's origin and every movement of its Wh",
-                                  _json(_obj({"lot": _ref("Lot"), "movements": {"type": "array",
-                                                                                "items": _ref("Movement")}})),
-                                  [_param("lot_id", "path", _hex_id(24, "lot id"), "24-byte lot id")],
+    "/lots/{lot_id}": {"get": _op("A lot's origin and the movements of its Wh, oldest first (paged)",
+                                  _json(_page("Movement", "movements", lot=_ref("Lot"))),
+                                  [_param("lot_id", "path", _hex_id(24, "lot id"), "24-byte lot id"), *PAGE],
                                   tags=["meters"])},
-    "/market/offers": {"get": _op("Prepaid delivery offers", _json(_list("Offer", "offers")),
+    "/market/offers": {"get": _op("Prepaid delivery offers by id, or a seller's newest first (paged; a page "
+                                  "reads at most 10,000 offers, so a filtered page may hold fewer than limit)",
+                                  _json(_page("Offer", "offers")),
                                   [_param("status", "query", _enum(*OFFER_STATUSES),
                                           "only offers in this state", False),
-                                   _param("seller", "query", ADDR, "only this seller's offers", False)],
+                                   _param("seller", "query", ADDR, "only this seller's offers", False), *PAGE],
                                   tags=["market"])},
     "/market/offers/{offer_id}": {"get": _op("One offer (its id is the posting tx's id)", _json(_ref("Offer")),
                                              [_param("offer_id", "path", _hex_id(32, "offer id"),
                                                      "32-byte offer id")],
                                              tags=["market"])},
-    "/market/orderbook": {"get": _op("Open limit orders, best first",
-                                     _json(_obj({"buys": {"type": "array", "items": _ref("Order")},
-                                                 "sells": {"type": "array", "items": _ref("Order")}})),
-                                     tags=["market"])},
-    "/market/orders": {"get": _op("Limit orders", _json(_list("Order", "orders")),
+    "/market/orderbook": {"get": _op(
+        "The best open limit orders of each side, best first, and the best price levels (Wh and orders "
+        "summed per price; partial: a level was cut at 10,000 orders read)",
+        _json(_obj({"buys": {"type": "array", "items": _ref("Order")},
+                    "sells": {"type": "array", "items": _ref("Order")},
+                    "levels": _obj({"buys": {"type": "array", "items": LEVEL},
+                                    "sells": {"type": "array", "items": LEVEL}, "partial": BOOL})})),
+        [_param("limit", "query", LIMIT_MIN, "orders per side, at most 1000, more is capped (default 100)", False),
+         _param("depth", "query", LIMIT_MIN, "price levels per side, at most 100, more is capped (default 20)",
+                False)],
+        tags=["market"])},
+    "/market/orders": {"get": _op("Limit orders by id, or an owner's newest first (paged, as offers)",
+                                  _json(_page("Order", "orders")),
                                   [_param("owner", "query", ADDR, "only this owner's orders", False),
                                    _param("status", "query", _enum(*ORDER_STATUSES),
-                                          "only orders in this state", False)],
+                                          "only orders in this state", False), *PAGE],
                                   tags=["market"])},
-    "/trades": {"get": _op("Prepaid trades", _json(_list("Trade", "trades")),
+    "/trades": {"get": _op("Prepaid trades by id, or a party's newest first (paged, as offers)",
+                           _json(_page("Trade", "trades")),
                            [_param("party", "query", ADDR, "trades where this account sells or buys", False),
                             _param("status", "query", _enum(*TRADE_STATUSES),
-                                   "only trades in this state", False)],
+                                   "only trades in this state", False), *PAGE],
                            tags=["market"])},
     "/trades/{trade_id}": {"get": _op("One trade (its id is the accepting tx's id)", _json(_ref("Trade")),
                                       [_param("trade_id", "path", _hex_id(32, "trade id"), "32-byte trade id")],

@@ -69,7 +69,8 @@ def block_json(block: Block) -> dict[str, Any]:
 def account_json(addr: bytes, acct: Account, next_nonce: int) -> dict[str, Any]:
     return {"address": format_address(addr), "coin": acct.coin, "nonce": acct.nonce, "next_nonce": next_nonce,
             "wh": acct.wh, "locked_coin": acct.locked_coin, "locked_wh": acct.locked_wh,
-            "consumed_wh": acct.consumed_wh, "redeemed_wh": acct.redeemed_wh}
+            "consumed_wh": acct.consumed_wh, "redeemed_wh": acct.redeemed_wh, "open_offers": acct.open_offers,
+            "open_orders": acct.open_orders}
 
 
 def lot_json(lot_id: bytes, lot: Lot | None, wh: int | None = None, source: str | None = None) -> dict[str, Any]:

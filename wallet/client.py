@@ -19,6 +19,9 @@ from ledger.tx import Tx, encode_tx
 DEFAULT_NODE = "http://127.0.0.1:8701"
 ENV_NODE = "KWH_NODE"
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+MAX_PAGE = 1000  # the most items a node puts in one page of a listing
+MAX_LIST_ITEMS = 10_000  # a listing the wallet shows stops here unless asked for every item
+MAX_PAGES = 100_000  # a node whose cursors never end cannot keep the wallet looping forever
 NODE_UNREACHABLE = "node_unreachable"
 BAD_RESPONSE = "bad_response"
 TIMEOUT = "timeout"
@@ -125,12 +128,25 @@ class NodeClient:
             raise NodeError(BAD_RESPONSE, f"GET {path}: expected a JSON object")
         return data
 
-    def _list(self, path: str, field: str, **query: Any) -> list[dict[str, Any]]:
-        data = self._object(path, **query)
-        items = data.get(field)
-        if not isinstance(items, list):
-            raise NodeError(BAD_RESPONSE, f"GET {path}: expected a list {field!r}")
-        return items
+    def _list(self, path: str, field: str, max_items: int | None = MAX_LIST_ITEMS, **query: Any) \
+            -> list[dict[str, Any]]:
+        """A listing's items, following the node's `next` cursors page by page (at most `max_items`; None:
+        every item). A node that does not page answers one page without `next`."""
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(MAX_PAGES):
+            data = self._object(path, **query, cursor=cursor)
+            page = data.get(field)
+            if not isinstance(page, list):
+                raise NodeError(BAD_RESPONSE, f"GET {path}: expected a list {field!r}")
+            items.extend(page)
+            nxt = data.get("next")
+            if nxt is None or (max_items is not None and len(items) >= max_items):
+                break
+            if not isinstance(nxt, str) or nxt == cursor:
+                raise NodeError(BAD_RESPONSE, f"GET {path}: bad next cursor {str(nxt)[:40]!r}")
+            cursor = nxt
+        return items[:max_items] if max_items is not None else items
 
     # chain ----------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -149,6 +165,12 @@ class NodeClient:
             self._chain_id = chain_id
         return self._chain_id
 
+    def fee_for(self, body: object) -> int:
+        """The smallest fee a transaction with this body may pay: the chain's minimum times the state
+        entries its kind adds (ledger/fees.py)."""
+        from ledger.fees import required_fee
+        return required_fee(self.min_fee(), body)
+
     def min_fee(self) -> int:
         fee = self.genesis().get("min_fee", 0)
         try:
@@ -163,8 +185,10 @@ class NodeClient:
     def lots(self, address: str) -> list[dict[str, Any]]:
         return self._list(f"/accounts/{address}/lots", "lots")
 
-    def history(self, address: str, limit: int = 50) -> list[dict[str, Any]]:
-        return self._list(f"/accounts/{address}/history", "history", limit=limit)
+    def history(self, address: str, limit: int | None = 50) -> list[dict[str, Any]]:
+        """The newest `limit` entries (None: all of them)."""
+        page = min(limit, MAX_PAGE) if limit is not None else MAX_PAGE
+        return self._list(f"/accounts/{address}/history", "history", max_items=limit, limit=page)
 
     def next_nonce(self, address: str) -> int:
         return int(self.account(address)["next_nonce"])

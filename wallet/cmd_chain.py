@@ -171,20 +171,22 @@ class _Blocks:
 
 @click.command()
 @click.argument("addr", metavar="[ADDRESS]", required=False)
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True, help="newest N entries")
+@click.option("--all", "all_", is_flag=True, help="every entry (the node is read page by page)")
 @common
 @with_key
 @pass_wallet
-def history(w: Wallet, addr: str | None, limit: int) -> None:
+def history(w: Wallet, addr: str | None, limit: int, all_: bool) -> None:
     """Transactions that touched an account, newest first: when, what, in or out, how much, with whom.
 
     \b
     Examples:
       kwh-wallet --name alice history
       kwh-wallet --name alice history --limit 100 --json
+      kwh-wallet --name alice history --all
     """
     me = w.address_or_mine(addr)
-    items = w.client.history(me, limit)
+    items = w.client.history(me, None if all_ else limit)
     blocks = _Blocks(w)
     rows = []
     orders: dict[str, dict[str, Any]] | None = None

@@ -140,9 +140,10 @@ class Wallet:
         return self.my_address()
 
     # transactions ---------------------------------------------------------------------------------
-    def fee(self) -> int:
-        """--fee, checked against the chain's minimum here (in coin, as typed), else the minimum."""
-        minimum = self.client.min_fee()
+    def fee(self, body: Body | None = None) -> int:
+        """--fee, checked against the minimum for this kind of transaction here (in coin, as typed), else
+        that minimum (ledger/fees.py: kinds that add lasting state entries pay more)."""
+        minimum = self.client.min_fee() if body is None else self.client.fee_for(body)
         if self.fee_text is None:
             return minimum
         fee = amount(parse_coin, self.fee_text, "fee", positive=False)
@@ -166,11 +167,11 @@ class Wallet:
         anything is signed (the node checks again when it admits the tx and when it builds the block).
         """
         if self.fee_text is not None:
-            self.fee()  # a --fee below the minimum is refused before the passphrase is asked
+            self.fee(body)  # a --fee below the minimum is refused before the passphrase is asked
         key = self.unlock()
         client = self.client
         chain_id = client.chain_id()
-        fee = self.fee()
+        fee = self.fee(body)
         address = key.address_text
         available = int(client.account(address)["coin"])
         if available < spends + fee:

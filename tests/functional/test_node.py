@@ -281,12 +281,13 @@ def test_every_route_is_served_and_described(net: NodeNet) -> None:
     page = get(node, "/blocks?from=1&limit=3")["blocks"]
     assert [b["height"] for b in page] == [1, 2, 3]
     assert len(get(node, "/blocks?from=1&limit=1000")["blocks"]) == min(100, h)
-    assert get(node, f"/accounts/{a}/lots") == {"lots": []}
+    assert get(node, f"/accounts/{a}/lots") == {"lots": [], "next": None}
     assert [m["meter_id"] for m in get(node, "/meters")["meters"]] == [net.net.meters[0].meter_id.hex()]
-    assert get(node, "/market/offers?status=open") == {"offers": []}
-    assert get(node, "/market/orderbook") == {"buys": [], "sells": []}
-    assert get(node, f"/market/orders?owner={a}") == {"orders": []}
-    assert get(node, f"/trades?party={a}") == {"trades": []}
+    assert get(node, "/market/offers?status=open") == {"offers": [], "next": None}
+    assert get(node, "/market/orderbook") == {"buys": [], "sells": [],
+                                              "levels": {"buys": [], "sells": [], "partial": False}}
+    assert get(node, f"/market/orders?owner={a}") == {"orders": [], "next": None}
+    assert get(node, f"/trades?party={a}") == {"trades": [], "next": None}
     assert get(node, "/evidence") == {"evidence": [], "votes": []}
     energy = get(node, "/energy?limit=3")
     assert len(energy["blocks"]) == 3 and energy["total"]["blocks"] >= 3

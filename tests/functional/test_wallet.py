@@ -202,7 +202,7 @@ def test_produce_trade_deliver_refund_redeem(net: NodeNet, tmp_path: Path) -> No
     trade1 = accepted["trade_id"]
     assert accepted["escrow"] == 1500 * 200_000 == 300_000_000
     b = cli.balance("buyer")
-    assert (b["coin"], b["locked_coin"]) == (INITIAL - 300_000_000 - fee, 300_000_000)
+    assert (b["coin"], b["locked_coin"]) == (INITIAL - 300_000_000 - 3 * fee, 300_000_000)  # accept: 3 fees
 
     # the consumer takes the rest (no --kwh: the whole remaining 0.5 kWh), through the observer node
     sync_blocks([auth, obs])
@@ -218,7 +218,7 @@ def test_produce_trade_deliver_refund_redeem(net: NodeNet, tmp_path: Path) -> No
     assert (t1["delivered"], t1["released"], t1["status"]) == (1000, 200_000_000, "open")
     assert (t2["delivered"], t2["released"], t2["status"]) == (500, 100_000_000, "delivered")
     b = cli.balance("producer")
-    assert (b["coin"], b["wh"]) == (INITIAL + 300_000_000 - 3 * fee, 2500)  # fees: offer, 2 deliveries
+    assert (b["coin"], b["wh"]) == (INITIAL + 300_000_000 - 5 * fee, 2500)  # fees: offer (3), 2 deliveries
     b = cli.balance("buyer")
     assert (b["wh"], b["locked_coin"]) == (1000, 100_000_000)
     assert cli.balance("consumer")["wh"] == 500
@@ -239,10 +239,10 @@ def test_produce_trade_deliver_refund_redeem(net: NodeNet, tmp_path: Path) -> No
     assert buy["order"]["status"] == "filled" and buy["order"]["filled_wh"] == 600
     assert buy["order"]["paid_coin"] == 600 * 300_000  # at the resting order's price, not the limit
     b = cli.balance("buyer")
-    assert (b["coin"], b["wh"], b["locked_coin"]) == (INITIAL - 300_000_000 - 180_000_000 - 2 * fee, 1600,
+    assert (b["coin"], b["wh"], b["locked_coin"]) == (INITIAL - 300_000_000 - 180_000_000 - 6 * fee, 1600,
                                                       100_000_000)
     b = cli.balance("producer")
-    assert (b["coin"], b["locked_wh"]) == (INITIAL + 300_000_000 + 180_000_000 - 4 * fee, 400)
+    assert (b["coin"], b["locked_wh"]) == (INITIAL + 300_000_000 + 180_000_000 - 8 * fee, 400)
     cancelled = cli.ok("--wait", "cancel-order", sell["order_id"], name="producer")
     assert cancelled["status"] == "included"
     mine = {o["order_id"]: o for o in cli.ok("orders", name="producer")["orders"]}
@@ -274,7 +274,7 @@ def test_produce_trade_deliver_refund_redeem(net: NodeNet, tmp_path: Path) -> No
     t1 = cli.ok("trade", trade1)
     assert (t1["released"], t1["refunded"]) == (200_000_000, 100_000_000)
     b = cli.balance("buyer")
-    assert (b["coin"], b["locked_coin"]) == (INITIAL - 200_000_000 - 180_000_000 - 1_500_000_000 - 3 * fee, 0)
+    assert (b["coin"], b["locked_coin"]) == (INITIAL - 200_000_000 - 180_000_000 - 1_500_000_000 - 7 * fee, 0)
     assert "refund" in {h["kind"] for h in cli.ok("history", name="buyer")["history"]}
     cli.fails("deliver", trade1, "0.1", name="producer", code="trade_closed", rc=1)
     assert offer_of(cli, offer_id)["status"] == "filled"
@@ -285,7 +285,7 @@ def test_produce_trade_deliver_refund_redeem(net: NodeNet, tmp_path: Path) -> No
     cli.fails("meter", "revoke", consumer_meter.meter_id.hex(), name="grid-operator", code="meter_revoked", rc=1)
     # people's tables show the same numbers in human units
     text = cli.ok("balance", name="buyer", as_json=False)
-    assert fee == 1000 and "1.6 kWh" in text and "998.119997 coin" in text  # 1000 - 0.2 - 0.18 - 1.5 - 3 fees
+    assert fee == 1000 and "1.6 kWh" in text and "998.119993 coin" in text  # 1000 - 0.2 - 0.18 - 1.5 - 7 fees
     assert "0.3" in cli.ok("trade", trade1, as_json=False)  # 0.3 coin escrow
     assert "(none)" in cli.ok("orderbook", as_json=False)
 
