@@ -51,6 +51,9 @@ class LRU:
             self._d.popitem(last=False)
 
 
+PRUNE_EVERY = 64  # finalized blocks between two prunings of undo data
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -102,6 +105,7 @@ class Node:
                  head=self.chain.head_hash.hex(), state_checked_s=round(time.perf_counter() - checked, 3))
         self.mempool = Mempool(self.chain, config.mempool_size, config.mempool_per_sender)
         self.votes = VotePool(self.chain)
+        self._pruned_to = self.chain.undo_floor()
         self.voter = Voter(self.chain, self.key) if self.key is not None else None
         self.metrics = Metrics()
         self._update_members()
@@ -251,6 +255,7 @@ class Node:
         for tx in back:  # txs of blocks a reorg took off the chain: every producer should see them again
             self.peers.gossip_tx(tx)
         self.votes.on_new_head()
+        self._prune()
         self._update_members()
         self._update_gauges()
         self._head_changed()
@@ -263,6 +268,16 @@ class Node:
         log("block_imported", height=block.height, hash=block.hash.hex(), txs=len(block.txs),
             proposer=block.header.proposer.hex()[:16], difficulty=block.header.difficulty,
             hashes=block.seal.hashes, energy_mj=block.seal.energy_mj, status=result.status)
+
+    def _prune(self) -> None:
+        """Drop undo data below the finalized height, where nothing can be reverted any more (every
+        PRUNE_EVERY finalized blocks, in batches); an archive node (--archive) keeps all of it."""
+        if self.config.archive:
+            return
+        final = self.chain.head.finalized
+        if final >= self._pruned_to + PRUNE_EVERY:
+            self.chain.prune_undo(final)
+            self._pruned_to = final
 
     # finality votes -------------------------------------------------------------------------------
     def _vote(self) -> None:

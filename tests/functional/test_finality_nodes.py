@@ -39,7 +39,7 @@ def include(node: NodeProcess, tx: Tx, timeout: float = 20) -> dict[str, Any]:
                       timeout, message=f"{tx.txid.hex()[:12]} included")
 
 
-def wait_final(nodes: list[NodeProcess], at_height: int, timeout: float = 30) -> None:
+def wait_final(nodes: list[NodeProcess], at_height: int, timeout: float = 60) -> None:
     wait_until(lambda: all(finalized(n) >= at_height for n in nodes), timeout,
                message=f"{[n.name for n in nodes]} finalize height {at_height}")
 
@@ -264,3 +264,25 @@ def test_a_minority_partition_cannot_finalize_and_healing_loses_nothing(node_net
     for n in net.nodes:
         assert get(n, f"/blocks/{lone_final}")["hash"] == lone_final_hash
         assert get(n, f"/tx/{payment.txid.hex()}")["final"] is True
+
+
+def test_undo_data_below_the_finalized_height_is_dropped_unless_archive(net: NodeNet) -> None:
+    """Nothing below the finalized block can be reverted, so its undo data goes (every 64 finalized
+    blocks): disk stops growing with undo data. The observer here prunes; an archive node would not."""
+    from ledger.store import LevelKV
+    from node.service import PRUNE_EVERY
+    obs = net.observers[0]
+    wait_final([obs], PRUNE_EVERY + 2, timeout=90)
+    net.stop(obs)
+    kv = LevelKV(obs.data_dir)
+    try:
+        chain = Chain(kv, net.net.genesis)
+        floor = chain.undo_floor()
+        assert PRUNE_EVERY <= floor <= chain.head.finalized
+        assert all(kv.get(b"u" + chain.canonical_hash(h)) is None for h in range(1, floor))
+        assert kv.get(b"u" + chain.head_hash) is not None  # what can still be reverted keeps its undo data
+        assert chain.check(full=True) == []
+    finally:
+        kv.close()
+    net.start(obs)
+    sync_blocks(net.nodes, timeout=30)
