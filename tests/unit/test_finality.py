@@ -227,3 +227,34 @@ def test_finality_survives_a_reopen(net: Net, tmp_path: object) -> None:
     again = Chain(kv, net.genesis)
     assert again.head.finalized == 1 and again.finality()["finalized_height"] == 1
     kv.close()
+
+
+def test_a_rule_that_raises_refuses_the_block_and_the_producer_leaves_the_tx_out(
+        net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No input may stop a node: if checking a block raises something other than Rejected (a bug reachable
+    from outside data), the block is refused as `block_failed` and marked invalid, and a producer builds
+    its block without the transaction whose rule raised (instead of looping on `production_failed`)."""
+    from ledger.chain import ST_INVALID
+    from ledger.transition import Transition
+    chain = net.chain()
+    other = net.chain()
+    extend(chain, net)
+    other.import_block(chain.block_at(1))
+    poison = make_tx(chain, net.accounts[0], Transfer(net.accounts[1].address, 1))
+    fine = make_tx(chain, net.accounts[1], Transfer(net.accounts[0].address, 1))
+    block = next_block(chain, net, [poison, fine])  # built while the rule still works
+
+    original = Transition._transfer
+
+    def raising(self: Transition, tx: object, body: Transfer) -> None:
+        if tx is poison or getattr(tx, "txid", None) == poison.txid:
+            raise ZeroDivisionError("a bug that outside data reaches")
+        original(self, tx, body)  # type: ignore[arg-type]
+    monkeypatch.setattr(Transition, "_transfer", raising)
+    with pytest.raises(Rejected) as info:
+        other.import_block(block)
+    assert info.value.reason == E.BLOCK_FAILED and "ZeroDivisionError" in info.value.detail
+    assert other.meta(block.hash).status == ST_INVALID and other.height == 1
+    header, included, rejected = chain.build_block([poison, fine], chain.earliest_timestamp(
+        chain.head, 2, net.authorities[2].public), net.authorities[2], 1)
+    assert included == [fine] and [(t.txid, r.reason) for t, r in rejected] == [(poison.txid, E.BLOCK_FAILED)]
