@@ -10,8 +10,7 @@ Header rules follow Clique (EIP-225) with a small, bounded proof of work (ADR 00
   * the header hash must be below 2**256 / difficulty, with min_difficulty <= difficulty <= MAX_DIFFICULTY;
     the seal's claimed hashes and energy are bounded by the difficulty and the time since the parent.
 Fork choice: a block weighs 2 in turn and 1 out of turn (authority signatures, never the work a proposer
-chooses to claim); the head is the branch with the highest justified checkpoint, then the most weight,
-ties to the lower block hash. A block that does not descend from the finalized block is refused
+chooses to claim); the head is the branch with the most weight, ties to the lower block hash. A block that does not descend from the finalized block is refused
 (`finality_conflict`), so nothing finalized is ever reverted: not by weight, not by a sync, not after a
 restart. Finality itself is state (ledger/consensus.py): votes included in blocks justify and finalize.
 Every block applied or reverted is one atomic batch that also moves the head pointer, so the database is
@@ -92,16 +91,18 @@ class BlockMeta:
     authset: bytes = b""  # hash of the authority set after this block (b"": the genesis set)
     justified: int = 0  # justified and finalized heights in this block's state (0 until applied)
     finalized: int = 0
+    turn_checked: bool = True  # False: stored on a parent not applied then; its turn is checked when applied
 
     def pack(self) -> bytes:
         return encode([self.height, self.total_work.to_bytes(32, "big"), self.parent, self.status,
                        self.accumulator.to_bytes(ACC_BYTES, "big"), self.cum_hashes, self.cum_energy_mj,
-                       self.proposer, self.timestamp_ms, self.work, self.authset, self.justified, self.finalized])
+                       self.proposer, self.timestamp_ms, self.work, self.authset, self.justified, self.finalized,
+                       self.turn_checked])
 
     @classmethod
     def unpack(cls, raw: bytes) -> "BlockMeta":
         v = _unpack(raw)
-        extra = v[10:13] if len(v) >= 13 else [b"", 0, 0]  # metadata written before finality existed
+        extra = v[10:14] if len(v) >= 13 else [b"", 0, 0]  # metadata written before finality existed
         return cls(v[0], int.from_bytes(v[1], "big"), v[2], v[3], int.from_bytes(v[4], "big"), v[5], v[6], v[7],
                    v[8], v[9], *extra)
 
@@ -217,6 +218,9 @@ class Chain:
         self.head_hash: bytes = self.kv.get(b"H")  # type: ignore[assignment]
         self.head: BlockMeta = self.meta(self.head_hash)  # type: ignore[assignment]
         self._head_header: BlockHeader | None = None
+        # the highest finalized height this chain has reached: no revert may go below it (reverting the
+        # head loads an older head, whose own record knows less)
+        self.final_floor = max(getattr(self, "final_floor", 0), self.head.finalized)
 
     # reading blocks ------------------------------------------------------------------------------
     def meta(self, block_hash: bytes) -> BlockMeta | None:
@@ -295,13 +299,18 @@ class Chain:
             raise Rejected(E.BAD_HEIGHT, f"height {h.height} on parent at {parent.height}")
         auths = self.authorities_after(parent)
         if h.proposer not in auths:
-            raise Rejected(E.NOT_PROPOSER, "proposer is not an authority")
-        if h.timestamp_ms < self.earliest_timestamp(parent, h.height, h.proposer):
-            raise Rejected(E.BAD_TIMESTAMP, "block is earlier than its proposer may time it")
+            # A parent never applied here has the set of its own parent recorded, which a block of its
+            # branch may have changed (a key voted in): the set of the parent's state is checked when the
+            # branch is applied (`_apply`). Only session peers (members) can hand us such blocks.
+            if parent.status == ST_VALID:
+                raise Rejected(E.NOT_PROPOSER, "proposer is not an authority")
+        exact = parent.status == ST_VALID  # else the parent's set is known only once its branch is applied
+        if exact:
+            self._check_turn(h, parent)
+        elif h.timestamp_ms < parent.timestamp_ms + p.block_interval_ms:
+            raise Rejected(E.BAD_TIMESTAMP, "block is earlier than any proposer may time it")
         if now_ms is not None and h.timestamp_ms > now_ms + MAX_FUTURE_DRIFT_MS:
             raise Rejected(E.BAD_TIMESTAMP, "block is from the future")
-        if h.proposer in self.recent_signers(h.prev_hash):
-            raise Rejected(E.SIGNED_RECENTLY, "proposer signed one of the last N/2 blocks")
         if h.difficulty < p.min_difficulty:
             raise Rejected(E.INSUFFICIENT_WORK, f"difficulty {h.difficulty} below minimum {p.min_difficulty}")
         if h.difficulty > MAX_DIFFICULTY:
@@ -321,6 +330,13 @@ class Chain:
         if tx_root_of(block.txs) != h.tx_root:
             raise Rejected(E.BAD_TX_ROOT, "transaction root does not match")
         return IN_TURN_WEIGHT if self.in_turn(h.height, h.proposer, auths) else OUT_OF_TURN_WEIGHT
+
+    def _check_turn(self, h: BlockHeader, parent: BlockMeta) -> None:
+        """The rules that depend on the parent's authority set: timing in and out of turn, recent signers."""
+        if h.timestamp_ms < self.earliest_timestamp(parent, h.height, h.proposer):
+            raise Rejected(E.BAD_TIMESTAMP, "block is earlier than its proposer may time it")
+        if h.proposer in self.recent_signers(h.prev_hash):
+            raise Rejected(E.SIGNED_RECENTLY, "proposer signed one of the last N/2 blocks")
 
     # import and fork choice ----------------------------------------------------------------------
     def import_block(self, block: Block, now_ms: int | None = None, durable: bool = True) -> ImportResult:
@@ -348,11 +364,14 @@ class Chain:
         except Exception as exc:  # noqa: BLE001 - outside data must never stop the node: refuse the block
             raise Rejected(E.BLOCK_FAILED, f"checking the header raised {exc!r}"[:300]) from None
         self._check_finality(block, parent)
+        if self.kv.get(b"E" + block.header.proposer + block.height.to_bytes(8, "big")) is not None:
+            raise Rejected(E.DUPLICATE, "this proposer already signed two blocks at this height; a third is "
+                                        "not stored (the evidence is kept)")
         meta = BlockMeta(block.height, parent.total_work + work, block.header.prev_hash, ST_STORED, 0,
                          min(CUM_LIMIT, parent.cum_hashes + block.seal.hashes),
                          min(CUM_LIMIT, parent.cum_energy_mj + block.seal.energy_mj),
                          block.header.proposer, block.header.timestamp_ms, work, parent.authset, parent.justified,
-                         parent.finalized)
+                         parent.finalized, parent.status == ST_VALID)
         writes: dict[bytes, bytes | None] = {b"b" + bh: block.encode(), b"m" + bh: meta.pack()}
         self._record_proposal(block, writes)
         heavier = self._heavier(meta, bh)
@@ -409,10 +428,12 @@ class Chain:
                                                 f"block at height {final}")
 
     def _heavier(self, meta: BlockMeta, block_hash: bytes) -> bool:
-        """Fork choice: the higher justified checkpoint, then more weight, then the lower hash."""
-        mine, head = (meta.justified, meta.total_work), (self.head.justified, self.head.total_work)
-        if mine != head:
-            return mine > head
+        """Fork choice: more weight (authority signatures: 2 in turn, 1 out of turn), then the lower hash;
+        never below the finalized block (`_check_finality`). The justified checkpoint is not compared: a
+        branch this node has not applied knows only a lower bound of its own, and comparing that kept a
+        node that had justified more on a losing branch there for good (ADR 004)."""
+        if meta.total_work != self.head.total_work:
+            return meta.total_work > self.head.total_work
         return block_hash < self.head_hash
 
     def _move_head(self, target: bytes, origin: bytes | None = None) -> ImportResult:
@@ -505,6 +526,8 @@ class Chain:
         try:
             if block.header.proposer not in tr.authorities():
                 raise Rejected(E.NOT_PROPOSER, "proposer is not an authority in the parent's state")
+            if not meta.turn_checked:  # its header was checked on a parent not applied then: check it now
+                self._check_turn(block.header, parent)
             verified = self.verifier(block.txs, self._meter_key)
             for i, tx in enumerate(block.txs):
                 try:
@@ -543,6 +566,7 @@ class Chain:
             writes = {**stored, **writes}
         self.kv.write(writes, sync=durable)
         self.head_hash, self.head, self._head_header = bh, meta, block.header
+        self.final_floor = max(self.final_floor, meta.finalized)
 
     def _revert_head(self, extra: dict[bytes, bytes | None] | None = None) -> Block:
         """Undo the head block in one atomic batch (with the `extra` writes); returns it. A finalized block
@@ -550,8 +574,7 @@ class Chain:
         bh = self.head_hash
         block = self.block(bh)
         assert block is not None and block.height > 0
-        parent_meta = self.meta(self.head.parent)
-        if parent_meta is not None and block.height <= parent_meta.finalized:
+        if block.height <= self.final_floor:
             raise Rejected(E.FINALITY_CONFLICT, f"block {block.height} is finalized")
         undo = _unpack(self.kv.get(b"u" + bh))  # type: ignore[arg-type]
         writes: dict[bytes, bytes | None] = {}
@@ -582,19 +605,27 @@ class Chain:
     # finality votes: evidence ----------------------------------------------------------------------
     def _record_vote(self, vote: Vote, writes: dict[bytes, bytes | None]) -> None:
         """Remember a vote (signature already checked) and keep evidence if it conflicts with one seen
-        before from the same authority: two targets at one height, or one vote surrounding the other."""
+        before from the same authority: two votes for one target height, or one vote surrounding the
+        other. One vote is kept per authority and target height (a second is only evidence), so what an
+        authority's votes can make a node store is bounded by the heights (and pruned below finality)."""
         f = vote.fields
-        key = b"W" + f.voter + f.target_height.to_bytes(8, "big") + f.target_hash
-        if key in writes or self.kv.get(key) is not None:
-            return
+        height8 = f.target_height.to_bytes(8, "big")
+        slot = b"W" + f.voter + height8
         raw = encode(vote.to_wire())
-        writes[key] = raw
-        conflict = self._vote_conflict(vote)
-        if conflict is not None:
-            kind, other = conflict
-            ekey = b"e" + f.voter + f.target_height.to_bytes(8, "big")
-            if self.kv.get(ekey) is None:
-                writes[ekey] = encode([kind, other, raw])
+        first = next((v for k, v in writes.items() if k.startswith(slot) and v is not None), None)
+        if first is None:
+            first = next((v for _k, v in self.kv.iterate(slot)), None)
+        conflict: tuple[str, bytes] | None = None
+        if first is not None:
+            if first == raw:
+                return
+            conflict = ("double_vote", first)
+        else:
+            writes[slot + f.target_hash] = raw
+            conflict = self._vote_conflict(vote)
+        ekey = b"e" + f.voter + height8
+        if conflict is not None and ekey not in writes and self.kv.get(ekey) is None:
+            writes[ekey] = encode([conflict[0], conflict[1], raw])
 
     def _vote_conflict(self, vote: Vote) -> tuple[str, bytes] | None:
         """A stored vote of the same authority that this one contradicts. Reads only the voter's votes
@@ -604,6 +635,8 @@ class Chain:
         prefix = b"W" + f.voter
         start = prefix + (f.source_height + 1).to_bytes(8, "big")
         for key, raw in self.kv.iterate(prefix, start=start):
+            if key[33:41] == f.target_height.to_bytes(8, "big"):
+                continue  # the same slot: handled as a double vote by the caller
             other = tx_from_wire(_unpack(raw), self.chain_id)
             assert isinstance(other, Vote)
             o = other.fields
@@ -613,6 +646,20 @@ class Chain:
                     (o.source_height < f.source_height and f.target_height < o.target_height):
                 return "surround_vote", raw
         return None
+
+    def prune_votes(self, below_height: int) -> int:
+        """Forget the votes remembered for targets below `below_height` (a vote that far down can no longer
+        surround a vote that matters: its block is final); evidence stays. Returns how many went."""
+        writes: dict[bytes, bytes | None] = {}
+        voters = {key for auths in self._authsets.values() for key in auths} | set(self.authorities)
+        for voter in voters:
+            for key, _raw in self.kv.iterate(b"W" + voter):
+                if int.from_bytes(key[33:41], "big") >= below_height:
+                    break
+                writes[key] = None
+        if writes:
+            self.kv.write(writes, sync=False)
+        return len(writes)
 
     def record_vote(self, vote: Vote) -> bool:
         """Remember a gossiped vote whose signature the caller checked; True if it is new evidence."""

@@ -5,9 +5,12 @@ justified checkpoint of the chain it follows and target is its new head. Votes t
 and count once a block includes them; so finality is part of each branch's state, the same on every node
 that applies the same blocks, and it survives restarts and syncs from scratch. When
 `quorum(N) = floor(2N/3) + 1` of the N current authorities have voted the same link, target becomes
-justified; when target is source's direct child, source becomes finalized. A vote counts only if its
-source is the branch's justified checkpoint at that point, its target a block of the branch above it, its
-voter a current authority, and only once per target. Two conflicting votes by one authority (two
+justified. A checkpoint is finalized when a quorum voted a link from it to a later checkpoint and every
+block between the two is justified too (Gasper's k-finality, here with k <= MAX_FINALITY_SPAN; k = 1 is
+FFG's "target is the source's child"): votes that arrive a block late still finalize, one block later.
+A vote counts only if its source is a justified checkpoint of the branch (at or above the finalized
+one), its target a block of the branch above it, its voter a current authority, and only once per
+target height. Two conflicting votes by one authority (two
 targets at one height, or one vote surrounding another) can only both be signed by a misbehaving
 authority; nodes keep them as evidence (node/finality.py). Safety: two conflicting blocks can be
 finalized only if at least a third of the authorities signed such conflicting votes. Liveness: finality
@@ -31,9 +34,11 @@ from .state import Record, StateOverlay, record
 from .tx import ADD, REMOVE, AuthorityVote, SignedTx, Vote
 
 K_FINALITY, K_AUTHORITIES, K_GOVERNANCE = b"sJ", b"sA", b"sN"
-MAX_PENDING_TARGETS = 16  # link tallies kept per branch; older targets are dropped first
+MAX_LINKS = 32  # link tallies, justified checkpoints and quorum links kept per branch (oldest dropped first)
+MAX_FINALITY_SPAN = 8  # a quorum link finalizes its source if it spans at most this many blocks, all justified
 MAX_AUTHORITIES = 64
-MAX_PROPOSALS = 32
+MAX_OPEN_PER_AUTHORITY = 4  # open proposals one authority has voted for: no one can fill the list alone
+PROPOSAL_TTL = 50_000  # blocks an open proposal lives (about a day at 2 s blocks)
 
 
 def quorum(n: int) -> int:
@@ -48,26 +53,26 @@ def majority(n: int) -> int:
 
 @record
 class Finality(Record):
-    justified_height: int
+    justified_height: int  # the highest justified checkpoint (fork choice, honest votes' source)
     justified_hash: bytes
     finalized_height: int
     finalized_hash: bytes
-    pending: list  # [[target_height, target_hash, [voter, ...]], ...] links from the justified checkpoint
+    checkpoints: list  # [[height, hash], ...] justified checkpoints above the finalized one, ascending
+    links: list  # [[source_height, target_height, target_hash, [voter, ...]], ...] tallies below quorum
+    quorum_links: list  # [[source_height, target_height], ...] links that reached a quorum (for finality)
 
 
 @record
 class Governance(Record):
-    proposals: list  # [[action, key, [voter, ...]], ...] not yet passed
+    proposals: list  # [[action, key, [voter, ...], opened_height], ...] not yet passed
     scheduled: list  # [[action, key, passed_height], ...] passed, waiting for finality
 
 
 def finality(st: StateOverlay, genesis_hash: bytes) -> Finality:
-    """The branch's finality record (genesis is justified and finalized until a vote says more)."""
+    """The branch's finality record (genesis is justified and finalized until a vote says more). It is
+    not written here: a rule writes it back (`st.put`) only once all its checks passed."""
     rec = st.record(K_FINALITY, Finality)
-    if rec is None:
-        rec = Finality(0, genesis_hash, 0, genesis_hash, [])
-        st.put(K_FINALITY, rec)
-    return rec
+    return rec if rec is not None else Finality(0, genesis_hash, 0, genesis_hash, [], [], [])
 
 
 def authorities(st: StateOverlay, genesis_set: tuple[bytes, ...]) -> tuple[bytes, ...]:
@@ -86,25 +91,48 @@ def apply_vote(st: StateOverlay, vote: Vote, height: int, ancestor: Callable[[in
     if not verified and not vote.verify():
         raise Rejected(E.BAD_SIGNATURE, "vote signature does not verify")
     fin = finality(st, ancestor(0) or b"")
-    if (f.source_height, f.source_hash) != (fin.justified_height, fin.justified_hash):
-        raise Rejected(E.VOTE_SOURCE, f"source must be the justified checkpoint at {fin.justified_height}")
+    justified = {fin.finalized_height: fin.finalized_hash, **{h: bh for h, bh in fin.checkpoints}}
+    if justified.get(f.source_height) != f.source_hash:
+        raise Rejected(E.VOTE_SOURCE, f"source must be a justified checkpoint at or above the finalized one "
+                                      f"({fin.finalized_height}); the latest is {fin.justified_height}")
     if not f.source_height < f.target_height < height or ancestor(f.target_height) != f.target_hash:
         raise Rejected(E.VOTE_TARGET, "target must be a block of this chain above the source")
-    entry = next((e for e in fin.pending if e[0] == f.target_height), None)
-    if entry is not None and f.voter in entry[2]:
-        raise Rejected(E.ALREADY_VOTED, "this authority's vote for that target is already counted")
+    if any(link[1] == f.target_height and f.voter in link[3] for link in fin.links):
+        raise Rejected(E.ALREADY_VOTED, "this authority's vote for that target height is already counted")
+    entry = next((e for e in fin.links if e[0] == f.source_height and e[1] == f.target_height), None)
     if entry is None:
-        if len(fin.pending) >= MAX_PENDING_TARGETS:
-            fin.pending.pop(0)  # sorted by target height: the oldest link can no longer help
-        entry = [f.target_height, f.target_hash, []]
-        fin.pending.append(entry)
-        fin.pending.sort(key=lambda e: e[0])
-    entry[2].append(f.voter)
-    if sum(v in auths for v in entry[2]) >= quorum(len(auths)):
-        if f.target_height == fin.justified_height + 1:
-            fin.finalized_height, fin.finalized_hash = fin.justified_height, fin.justified_hash
-        fin.justified_height, fin.justified_hash = f.target_height, f.target_hash
-        fin.pending = []
+        if f.target_height in justified:
+            raise Rejected(E.ALREADY_VOTED, "that target is already justified")
+        entry = [f.source_height, f.target_height, f.target_hash, []]
+        fin.links.append(entry)
+        fin.links.sort(key=lambda e: (e[1], e[0]))
+        del fin.links[:-MAX_LINKS]  # the oldest targets can no longer help
+    entry[3].append(f.voter)
+    if sum(v in auths for v in entry[3]) >= quorum(len(auths)):
+        _justify(fin, entry)
+    st.put(K_FINALITY, fin)
+
+
+def _justify(fin: Finality, link: list[Any]) -> None:
+    """A link reached a quorum: its target is justified; finalize the highest source whose quorum link
+    spans only justified blocks; forget what lies below the finalized checkpoint."""
+    source, target, target_hash, _voters = link
+    fin.links.remove(link)
+    fin.checkpoints = sorted(fin.checkpoints + [[target, target_hash]])[-MAX_LINKS:]
+    if target > fin.justified_height:
+        fin.justified_height, fin.justified_hash = target, target_hash
+    fin.quorum_links = (fin.quorum_links + [[source, target]])[-MAX_LINKS:]
+    justified = {fin.finalized_height: fin.finalized_hash, **{h: bh for h, bh in fin.checkpoints}}
+    final = [s for s, t in fin.quorum_links
+             if s > fin.finalized_height and t - s <= MAX_FINALITY_SPAN and all(h in justified for h in range(s, t + 1))]
+    if not final:
+        return
+    fin.finalized_height = max(final)
+    fin.finalized_hash = justified[fin.finalized_height]
+    keep = fin.finalized_height
+    fin.checkpoints = [c for c in fin.checkpoints if c[0] > keep]
+    fin.links = [e for e in fin.links if e[0] >= keep]
+    fin.quorum_links = [q for q in fin.quorum_links if q[0] >= keep]
 
 
 def apply_authority_vote(st: StateOverlay, tx: SignedTx, body: AuthorityVote, height: int,
@@ -126,26 +154,29 @@ def apply_authority_vote(st: StateOverlay, tx: SignedTx, body: AuthorityVote, he
     gov = governance(st)
     if any(s[0] == body.action and s[1] == body.key for s in gov.scheduled):
         raise Rejected(E.INVALID_PROPOSAL, "that change has passed and waits for finality")
-    entry = next((p for p in gov.proposals if p[0] == body.action and p[1] == body.key), None)
+    if body.action == ADD and len(auths) + sum(s[0] == ADD for s in gov.scheduled) >= MAX_AUTHORITIES:
+        raise Rejected(E.INVALID_PROPOSAL, f"at most {MAX_AUTHORITIES} authorities, counting passed changes")
+    live = [p for p in gov.proposals if height - p[3] < PROPOSAL_TTL]  # expired proposals are forgotten
+    entry = next((p for p in live if p[0] == body.action and p[1] == body.key), None)
     if entry is not None and tx.sender in entry[2]:
         raise Rejected(E.ALREADY_VOTED, "this authority already voted for that change")
+    if sum(tx.sender in p[2] for p in live) >= MAX_OPEN_PER_AUTHORITY:
+        raise Rejected(E.INVALID_PROPOSAL, f"this authority already backs {MAX_OPEN_PER_AUTHORITY} open proposals")
     if entry is None:
-        if len(gov.proposals) >= MAX_PROPOSALS:
-            raise Rejected(E.INVALID_PROPOSAL, f"at most {MAX_PROPOSALS} open proposals")
-        entry = [body.action, body.key, []]
-        gov.proposals.append(entry)
+        entry = [body.action, body.key, [], height]
+        live.append(entry)
     entry[2].append(tx.sender)
     if sum(v in auths for v in entry[2]) >= majority(len(auths)):
-        gov.proposals.remove(entry)
+        live.remove(entry)
         gov.scheduled.append([body.action, body.key, height])
+    gov.proposals = live
+    st.put(K_GOVERNANCE, gov)
 
 
 def governance(st: StateOverlay) -> Governance:
+    """The governance record (not written here; a rule puts it back once its checks passed)."""
     rec = st.record(K_GOVERNANCE, Governance)
-    if rec is None:
-        rec = Governance([], [])
-        st.put(K_GOVERNANCE, rec)
-    return rec
+    return rec if rec is not None else Governance([], [])
 
 
 def end_block(st: StateOverlay, genesis_hash: bytes, genesis_set: tuple[bytes, ...]) -> None:
@@ -166,6 +197,7 @@ def end_block(st: StateOverlay, genesis_hash: bytes, genesis_set: tuple[bytes, .
     gov.scheduled = [s for s in gov.scheduled if s[2] > finalized]
     # proposals by keys no longer in the set stop counting (they are filtered when counted)
     st.put(K_AUTHORITIES, auths)
+    st.put(K_GOVERNANCE, gov)
 
 
 def summary(fin: Finality | None, genesis_hash: bytes) -> dict[str, Any]:

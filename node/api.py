@@ -297,8 +297,8 @@ class Api:
         chain = self.chain
         gov = chain.governance()
         return ok({"authorities": [a.hex() for a in chain.authorities],
-                   "proposals": [{"action": action, "key": key.hex(), "votes": [v.hex() for v in voters]}
-                                 for action, key, voters in gov.proposals],
+                   "proposals": [{"action": action, "key": key.hex(), "votes": [v.hex() for v in voters],
+                                  "opened_height": opened} for action, key, voters, opened in gov.proposals],
                    "scheduled": [{"action": action, "key": key.hex(), "passed_height": height}
                                  for action, key, height in gov.scheduled]})
 

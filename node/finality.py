@@ -24,6 +24,8 @@ from ledger.tx import Vote, sign_vote
 
 K_LAST_VOTE = b"Wself"
 MAX_POOL_VOTES = 1024
+MAX_EARLY_VOTES = 256  # votes for a block this node has not seen yet, tried again on each new head
+TARGET_AHEAD = 64  # how far above the head a vote's target may be (a peer's head can run ahead of ours)
 
 
 class Voter:
@@ -58,6 +60,7 @@ class VotePool:
         self.chain = chain
         self.max_size = max_size
         self.votes: OrderedDict[bytes, Vote] = OrderedDict()
+        self.early: OrderedDict[bytes, Vote] = OrderedDict()  # target block not here yet
 
     def __len__(self) -> int:
         return len(self.votes)
@@ -71,8 +74,12 @@ class VotePool:
     def check(self, vote: Vote) -> bool:
         """Signature and voter (an authority of the head's set): what makes a vote worth keeping as
         evidence and passing on. Returns whether it is new evidence of a conflicting vote."""
+        f = vote.fields
         if vote.fields.voter not in self.chain.authorities:
             raise Rejected(E.NOT_VOTER, "the voter is not a current authority")
+        if not f.source_height < f.target_height <= self.chain.height + TARGET_AHEAD:
+            raise Rejected(E.VOTE_TARGET, f"target height must be above the source and at most "
+                                          f"{TARGET_AHEAD} above this node's head")
         if not vote.verify():
             raise Rejected(E.BAD_SIGNATURE, "vote signature does not verify")
         return self.chain.record_vote(vote)
@@ -81,7 +88,14 @@ class VotePool:
         """Admit a vote that the next block on the head would count; raises Rejected otherwise."""
         if vote.txid in self.votes:
             raise Rejected(E.DUPLICATE, "vote already pending")
-        self.chain.check_tx(vote, now_ms)
+        try:
+            self.chain.check_tx(vote, now_ms)
+        except Rejected as exc:
+            if exc.reason == E.VOTE_TARGET and vote.fields.target_height > self.chain.height:
+                self.early[vote.txid] = vote  # its block is on the way: count it once it is here
+                while len(self.early) > MAX_EARLY_VOTES:
+                    self.early.popitem(last=False)
+            raise
         self.votes[vote.txid] = vote
         while len(self.votes) > self.max_size:
             self.votes.popitem(last=False)
@@ -95,9 +109,23 @@ class VotePool:
     def on_new_head(self) -> None:
         """Forget votes a block included or that can no longer count (their source is no longer the
         justified checkpoint, or their target is at or below it)."""
-        justified = self.chain.finality()["justified_height"]
+        fin = self.chain.finality()
         for txid, vote in list(self.votes.items()):
             f = vote.fields
-            if f.target_height <= justified or f.source_height != justified \
+            if f.target_height <= fin["justified_height"] or f.source_height < fin["finalized_height"] \
                     or self.chain.tx_location(txid) is not None:
                 del self.votes[txid]
+
+    def retry_early(self, now_ms: int) -> list[Vote]:
+        """Votes that arrived before their target block and can count now; returns those admitted."""
+        admitted = []
+        for txid, vote in list(self.early.items()):
+            if vote.fields.target_height > self.chain.height:
+                continue
+            del self.early[txid]
+            try:
+                self.add(vote, now_ms)
+                admitted.append(vote)
+            except Rejected:
+                pass
+        return admitted

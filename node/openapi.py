@@ -131,7 +131,8 @@ SCHEMAS: dict[str, Any] = {
     "Authorities": _obj({"authorities": {"type": "array", "items": HEX},
                          "proposals": {"type": "array", "items": _obj({"action": _enum("add", "remove"),
                                                                        "key": HEX,
-                                                                       "votes": {"type": "array", "items": HEX}})},
+                                                                       "votes": {"type": "array", "items": HEX},
+                                                                       "opened_height": INT})},
                          "scheduled": {"type": "array", "items": _obj({"action": _enum("add", "remove"),
                                                                        "key": HEX, "passed_height": INT})}}),
 }

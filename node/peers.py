@@ -463,8 +463,8 @@ class PeerManager:
                 pass
         peer.last_ok = time.monotonic()
         head = self.chain.head
-        theirs, ours = (peer.justified, peer.total_work), (head.justified, head.total_work)
-        if theirs > ours or (theirs == ours and peer.head < self.chain.head_hash.hex()):
+        if peer.total_work > head.total_work or (peer.total_work == head.total_work and
+                                                 peer.head < self.chain.head_hash.hex()):
             if self.chain.meta(bytes.fromhex(peer.head)) is None:
                 await self.sync_from(peer)
 

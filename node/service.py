@@ -255,6 +255,8 @@ class Node:
         for tx in back:  # txs of blocks a reorg took off the chain: every producer should see them again
             self.peers.gossip_tx(tx)
         self.votes.on_new_head()
+        for vote in self.votes.retry_early(now_ms()):
+            self.peers.gossip_tx(vote)
         self._prune()
         self._update_members()
         self._update_gauges()
@@ -277,6 +279,7 @@ class Node:
         final = self.chain.head.finalized
         if final >= self._pruned_to + PRUNE_EVERY:
             self.chain.prune_undo(final)
+            self.chain.prune_votes(final)
             self._pruned_to = final
 
     # finality votes -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from ledger.chain import Chain
 from ledger.consensus import quorum
 from ledger.errors import Rejected
 from ledger.keys import AccountKey
-from ledger.testing import Net, extend, make_net, make_tx, next_block, rejection
+from ledger.testing import Net, extend, make_net, make_tx, next_block, rejection, try_extend
 from ledger.tx import ADD, COIN, REMOVE, AuthorityVote, Transfer, Vote, sign_vote
 
 
@@ -108,17 +108,21 @@ def test_a_heavier_fork_cannot_revert_a_finalized_block(net: Net) -> None:
     assert chain.height == 4 and chain.tx_location(payment.txid) is not None
 
 
-def test_the_justified_checkpoint_outweighs_a_longer_branch(net: Net) -> None:
-    """Fork choice: the branch with the higher justified checkpoint wins over mere weight."""
+def test_a_heavier_branch_wins_over_one_that_justified_more_but_nothing_final(net: Net) -> None:
+    """Fork choice is weight above the finalized block. A node whose own branch justified a checkpoint the
+    others never saw (a partition, or an authority feeding it a block with votes) follows the heavier
+    branch when it learns of it; before, it compared justified heights, knew only a lower bound of the
+    other branch's, and stayed behind for good."""
     chain = net.chain()
     extend(chain, net)
     other = net.chain()
     other.import_block(chain.block_at(1))
     long_ = [extend(other, net) for _ in range(4)]  # weight 2 + 8, nothing justified
     vote_round(chain, net)  # height 2, with votes justifying block 1: weight 4
+    assert chain.head.justified == 1 and chain.head.finalized == 0
     for blk in long_:
         chain.import_block(blk)
-    assert chain.height == 2 and chain.head.justified == 1
+    assert chain.head_hash == long_[-1].hash
 
 
 def test_conflicting_votes_are_kept_as_evidence(net: Net) -> None:
@@ -258,3 +262,81 @@ def test_a_rule_that_raises_refuses_the_block_and_the_producer_leaves_the_tx_out
     header, included, rejected = chain.build_block([poison, fine], chain.earliest_timestamp(
         chain.head, 2, net.authorities[2].public), net.authorities[2], 1)
     assert included == [fine] and [(t.txid, r.reason) for t, r in rejected] == [(poison.txid, E.BLOCK_FAILED)]
+
+
+def test_votes_a_block_late_still_finalize(net: Net) -> None:
+    """Two of four authorities' votes always reach the next proposer one block late. Before, each late
+    quorum skipped a height and nothing was ever finalized; with k-finality the source of a quorum link
+    is finalized once every block it spans is justified."""
+    chain = net.chain()
+    extend(chain, net)
+    prompt, late = net.authorities[:2], net.authorities[2:]
+    waiting: list[Vote] = []
+    for _ in range(12):
+        fresh = votes_for_head(chain, prompt + late)
+        _block, rejected = try_extend(chain, net, fresh[:2] + waiting)
+        assert {r.reason for _t, r in rejected} <= {E.ALREADY_VOTED}  # a late vote a quorum made redundant
+        waiting = fresh[2:]
+    assert chain.head.finalized >= chain.height - 8 and chain.head.finalized > 0
+
+
+def test_a_refused_vote_leaves_no_trace_in_the_block_its_proposer_builds(net: Net) -> None:
+    """A vote that breaks a rule must not change the builder's state (before, the finality record was
+    written before the checks, and the proposer sealed a state root no validator reached)."""
+    chain = net.chain()
+    extend(chain, net)
+    stale = sign_vote(net.authorities[0], chain.chain_id, (0, chain.canonical_hash(0)), (1, b"\x01" * 32))
+    block, rejected = try_extend(chain, net, [stale])
+    assert [r.reason for _t, r in rejected] == [E.VOTE_TARGET] and block.txs == ()
+    other = net.chain()
+    other.import_block(chain.block_at(1))
+    assert other.import_block(block).status == "head"
+
+
+def test_one_authority_cannot_fill_the_proposal_list(net: Net) -> None:
+    from ledger.consensus import MAX_OPEN_PER_AUTHORITY
+    chain = net.chain()
+    spammer = net.authorities[0]
+    junk = [make_tx(chain, spammer, AuthorityVote(ADD, bytes([i]) * 32), nonce=i)
+            for i in range(MAX_OPEN_PER_AUTHORITY)]
+    extend(chain, net, junk)
+    more = make_tx(chain, spammer, AuthorityVote(ADD, b"\x77" * 32))
+    assert rejection(chain, net, more).reason == E.INVALID_PROPOSAL
+    extend(chain, net, [make_tx(chain, a, AuthorityVote(REMOVE, spammer.public)) for a in net.authorities[1:]])
+    assert chain.governance().scheduled[0][:2] == [REMOVE, spammer.public]
+
+
+def test_what_an_authority_can_make_nodes_remember_of_its_votes_is_bounded(net: Net) -> None:
+    """One kept vote per authority and target height; more for that height is evidence, not storage."""
+    chain = net.chain()
+    extend(chain, net)
+    cheat = net.authorities[1]
+    genesis = (0, chain.canonical_hash(0))
+    for i in range(50):
+        chain.record_vote(sign_vote(cheat, chain.chain_id, genesis, (1, bytes([i]) * 32)))
+    assert len(list(chain.kv.iterate(b"W" + cheat.public))) == 1
+    assert [e["kind"] for e in chain.vote_evidence()] == ["double_vote"]
+    assert chain.prune_votes(2) == 1 and not list(chain.kv.iterate(b"W" + cheat.public))
+
+
+def test_a_vote_far_above_the_head_is_refused_by_the_pool(net: Net) -> None:
+    from node.finality import VotePool
+    chain = net.chain()
+    pool = VotePool(chain)
+    absurd = sign_vote(net.authorities[0], chain.chain_id, ((1 << 64) - 2, b"\x00" * 32), ((1 << 64) - 1, b"\x00" * 32))
+    with pytest.raises(Rejected) as info:
+        pool.check(absurd)
+    assert info.value.reason == E.VOTE_TARGET
+
+
+def test_a_third_block_of_an_equivocating_proposer_at_one_height_is_not_stored(net: Net) -> None:
+    chain = net.chain()
+    extend(chain, net)
+    proposer = net.authorities[3]
+    blocks = [next_block(chain, net, proposer=proposer, gap_ms=i) for i in range(3)]
+    extend(chain, net)  # the in-turn block at height 2 is the head
+    assert chain.import_block(blocks[0]).status == "side"
+    assert chain.import_block(blocks[1]).status == "side"  # the second is kept: it is the evidence
+    with pytest.raises(Rejected) as info:
+        chain.import_block(blocks[2])
+    assert info.value.reason == E.DUPLICATE and chain.meta(blocks[2].hash) is None
