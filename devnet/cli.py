@@ -170,6 +170,7 @@ def up(ctx: click.Context, authorities: int, observers: int, meters: int, trader
     try:
         console.print(f"starting {len(devnet.nodes)} nodes (logs in {directory / 'logs'}) ...")
         sup.start_all()
+        console.print(f"dashboard: {devnet.nodes[0].url}/  (every node serves one at its own url)", highlight=False)
         summary = asyncio.run(_run(devnet, options, sup, console))
     except Stop:
         pass

@@ -59,7 +59,9 @@ def render(run: DevnetRun) -> Group:
     header = Text.assemble(("kwh-devnet", "bold"), f"  chain {run.devnet.chain_id}  {run.devnet.root}  ",
                            (run.phase, "cyan"), f"  {elapsed // 60}:{elapsed % 60:02d} elapsed  ",
                            "simulated ", (sim_now.strftime("%Y-%m-%d %H:%M %Z"), "bold"), f" ({clock})")
-    parts: list[Any] = [header, nodes_table(run.nodes)]
+    dashboard = Text.assemble("dashboard ", (f"{run.devnet.nodes[0].url}/", "underline"), "  (energy: ",
+                              f"{run.devnet.nodes[0].url}/#/energy, market: #/market)") if run.devnet.nodes else Text("")
+    parts: list[Any] = [header, dashboard, nodes_table(run.nodes)]
 
     minted = energy.get("minted_wh")
     total = energy.get("total") or {}
