@@ -74,9 +74,10 @@ const link = {
   lot: (id, text) => h("a", {href: `#/lot/${id}`, class: "mono", text: text ?? fmt.short(id, 16)}),
 };
 
-function card(label, value, id) {
+// `raw`: the number as the JSON API gives it, in data-value (so tests and tools can compare exactly)
+function card(label, value, id, raw) {
   return h("div", {class: "card"}, h("div", {class: "label", text: label}),
-           h("div", {class: "value", id, text: value}));
+           h("div", {class: "value", id, text: value, "data-value": raw === undefined || raw === null ? null : String(raw)}));
 }
 
 function table(columns, rows, id) {
@@ -255,10 +256,10 @@ async function overview(gen) {
       h("h1", {text: "Overview"}),
       h("div", {class: "cards"},
         card("chain", st.chain_id, "ov-chain"),
-        card("height", fmt.int(st.height), "ov-height"),
-        card("finalized", st.finalized_height === undefined || st.finalized_height === null ? "–" : fmt.int(st.finalized_height), "ov-finalized"),
+        card("height", fmt.int(st.height), "ov-height", st.height),
+        card("finalized", st.finalized_height === undefined || st.finalized_height === null ? "–" : fmt.int(st.finalized_height), "ov-finalized", st.finalized_height),
         card("block time", blockTime === null ? "–" : blockTime.toFixed(2) + " s", "ov-blocktime"),
-        card("mempool", fmt.int(st.mempool), "ov-mempool"),
+        card("mempool", fmt.int(st.mempool), "ov-mempool", st.mempool),
         card("peers", `${st.peers.filter((p) => p.connected !== false).length} / ${st.peers.length}`, "ov-peers"),
       ),
       h("p", {class: "muted"}, "head ", link.block(st.head, st.head), " · ",
@@ -280,7 +281,9 @@ async function overview(gen) {
       if (gen !== generation) return;
       if (st.height !== shown) shown = await draw();
       else {
-        document.getElementById("ov-mempool").textContent = fmt.int(st.mempool);
+        const mp = document.getElementById("ov-mempool");
+        mp.textContent = fmt.int(st.mempool);
+        mp.dataset.value = String(st.mempool);
         document.getElementById("ov-updated").textContent = fmt.clock(Date.now());
       }
     } catch (e) { /* the next poll tries again */ }
@@ -349,10 +352,10 @@ async function accountPage(gen, addr) {
   if (gen !== generation) return;
   render(h("h1", {text: "Account"}), h("p", {class: "hash", id: "acct-address", text: a.address}),
     h("div", {class: "cards"},
-      card("coin (free)", fmt.coin(a.coin), "acct-coin"), card("coin (locked)", fmt.coin(a.locked_coin), "acct-locked-coin"),
-      card("energy (free)", fmt.wh(a.wh), "acct-wh"), card("energy (locked)", fmt.wh(a.locked_wh), "acct-locked-wh"),
-      card("consumed", fmt.wh(a.consumed_wh), "acct-consumed"), card("redeemed", fmt.wh(a.redeemed_wh), "acct-redeemed"),
-      card("nonce", fmt.int(a.nonce), "acct-nonce")),
+      card("coin (free)", fmt.coin(a.coin), "acct-coin", a.coin), card("coin (locked)", fmt.coin(a.locked_coin), "acct-locked-coin", a.locked_coin),
+      card("energy (free)", fmt.wh(a.wh), "acct-wh", a.wh), card("energy (locked)", fmt.wh(a.locked_wh), "acct-locked-wh", a.locked_wh),
+      card("consumed", fmt.wh(a.consumed_wh), "acct-consumed", a.consumed_wh), card("redeemed", fmt.wh(a.redeemed_wh), "acct-redeemed", a.redeemed_wh),
+      card("nonce", fmt.int(a.nonce), "acct-nonce", a.nonce)),
     panel(`Lots (${fmt.int(lots.total)}), with provenance`, table([
       ["lot", (l) => link.lot(l.lot_id)], ["Wh", (l) => fmt.int(l.wh), "num"], ["source", (l) => l.source],
       ["meter", (l) => l.meter_id ? link.meter(l.meter_id, fmt.short(l.meter_id, 12)) : "–"],
@@ -375,9 +378,9 @@ async function meterPage(gen, id) {
   const rd = r.readings;
   render(h("h1", {text: "Meter"}), h("p", {class: "hash", id: "meter-id", text: m.meter_id}),
     h("div", {class: "cards"},
-      card("export register", fmt.wh(m.export_register), "meter-export"), card("import register", fmt.wh(m.import_register), "meter-import"),
-      card("minted", fmt.wh(m.minted_wh), "meter-minted"), card("consumed", fmt.wh(m.consumed_wh), "meter-consumed"),
-      card("counter", fmt.int(m.counter), "meter-counter"), card("state", m.active ? "active" : "revoked", "meter-state")),
+      card("export register", fmt.wh(m.export_register), "meter-export", m.export_register), card("import register", fmt.wh(m.import_register), "meter-import", m.import_register),
+      card("minted", fmt.wh(m.minted_wh), "meter-minted", m.minted_wh), card("consumed", fmt.wh(m.consumed_wh), "meter-consumed", m.consumed_wh),
+      card("counter", fmt.int(m.counter), "meter-counter", m.counter), card("state", m.active ? "active" : "revoked", "meter-state")),
     panel("Enrollment", kv([
       ["owner", link.account(m.owner, m.owner)], ["kind", m.kind], ["source", m.source || "–"],
       ["rated power", `${fmt.int(m.rated_w)} W`], ["interval", `${m.interval_s / 60} min`],
@@ -415,10 +418,10 @@ async function energyPage(gen) {
   const t = e.totals, bh = e.by_block_hour, ih = e.by_interval_hour, bl = e.blocks;
   render(h("h1", {text: "Energy"}),
     h("div", {class: "cards"},
-      card("minted", fmt.wh(t.minted_wh), "en-minted"), card("consumed (metered)", fmt.wh(t.consumed_wh), "en-consumed"),
-      card("redeemed", fmt.wh(t.redeemed_wh), "en-redeemed"), card("settled", fmt.wh(t.settled_wh), "en-settled"),
-      card("ledger's hashing energy", fmt.joules(t.energy_j), "en-energy"),
-      card("ledger kWh per settled kWh", fmt.sci(t.ledger_kwh_per_settled_kwh), "en-ratio"),
+      card("minted", fmt.wh(t.minted_wh), "en-minted", t.minted_wh), card("consumed (metered)", fmt.wh(t.consumed_wh), "en-consumed", t.consumed_wh),
+      card("redeemed", fmt.wh(t.redeemed_wh), "en-redeemed", t.redeemed_wh), card("settled", fmt.wh(t.settled_wh), "en-settled", t.settled_wh),
+      card("ledger's hashing energy", fmt.joules(t.energy_j), "en-energy", t.energy_j),
+      card("ledger kWh per settled kWh", fmt.sci(t.ledger_kwh_per_settled_kwh), "en-ratio", t.ledger_kwh_per_settled_kwh),
       card("grid surplus now", `${fmt.int(e.grid.surplus_w)} W`, "en-surplus"),
       card("difficulty now", fmt.int(e.grid.difficulty), "en-difficulty")),
     panel("Metered energy per hour of interval (what the meters measured)",
@@ -455,8 +458,8 @@ async function marketPage(gen) {
   const orderCols = [["price (coin/kWh)", (o) => fmt.pricekwh(o.price_per_wh), "num"], ["remaining", (o) => fmt.wh(o.remaining), "num"],
                      ["owner", (o) => link.account(o.owner)], ["order", (o) => link.tx(o.order_id)]];
   render(h("h1", {text: "Market"}),
-    h("div", {class: "cards"}, card("trades open", fmt.int(c.open || 0), "mk-open"),
-      card("trades delivered", fmt.int(c.delivered || 0), "mk-delivered"), card("trades settled", fmt.int(c.settled || 0), "mk-settled"),
+    h("div", {class: "cards"}, card("trades open", fmt.int(c.open || 0), "mk-open", c.open || 0),
+      card("trades delivered", fmt.int(c.delivered || 0), "mk-delivered", c.delivered || 0), card("trades settled", fmt.int(c.settled || 0), "mk-settled", c.settled || 0),
       card("open offers shown", fmt.int(m.offers.length), "mk-offers")),
     panel("Order book depth", depthChart("chart-depth", m.depth)),
     h("div", {class: "grid2"}, panel("Buy orders (best first)", table(orderCols, m.book.buys, "mk-buys")),
