@@ -330,7 +330,8 @@ async function txPage(gen, id) {
   if (gen !== generation) return;
   const fields = Object.entries(t.tx).filter(([k]) => !["txid", "kind", "signature", "sender_key"].includes(k));
   const value = (k, v) => PARTY_FIELDS.includes(k) ? link.account(v, v) : LINKED[k] ? LINKED[k](v, v)
-    : k === "amount" || k === "fee" ? `${fmt.coin(v)} coin` : /(^|_)wh$/.test(k) ? fmt.wh(v)
+    : k === "amount" || k === "fee" ? `${fmt.coin(v)} coin` : /(^|_)(wh|register)$/.test(k) ? fmt.wh(v)
+    : /^(interval_start|window_start|window_end)$/.test(k) ? fmt.time(v * 1000)
     : k === "price_per_wh" ? `${fmt.pricekwh(v)} coin/kWh` : h("span", {class: "mono", text: String(v)});
   render(h("h1", {text: `Transaction`}),
     panel(null, kv([
@@ -499,7 +500,10 @@ async function route() {
     render(h("h1", {text: "Not shown"}), h("p", {class: "error", id: "page-error",
       text: e instanceof ApiError ? `${e.code || "error"}: ${e.message}` : String(e)}));
   }
-  if (gen === generation) document.body.dataset.ready = "1";
+  if (gen === generation) {
+    document.body.dataset.readyMs = String(Math.round(performance.now()));  // since navigation start (bench)
+    document.body.dataset.ready = "1";
+  }
 }
 
 document.getElementById("search").addEventListener("submit", async (ev) => {
