@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import re
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from ledger.encoding import decode
 from ledger.keys import format_address, parse_address
+from ledger.state import K_BOOK
 
 from .codes import BAD_REQUEST, NOT_FOUND, ApiError, hex_value
 from .dashboard_index import DashboardIndex
@@ -35,6 +36,7 @@ MAX_TX_SCAN_BLOCKS = 200  # blocks a recent-transactions page may look through
 MAX_HOURS = 168
 MAX_BLOCK_POINTS = 500
 MAX_DEPTH_LEVELS = 100
+MAX_BOOK_ORDERS = 500  # orders of each side read for the depth chart
 
 
 def _query_int(request: web.Request, name: str, default: int | None, hi: int | None = None) -> int | None:
@@ -288,23 +290,49 @@ class Dashboard:
 
     # market ---------------------------------------------------------------------------------------
     async def market(self, request: web.Request) -> web.Response:
-        """Order book depth by price level, open offers and the most recent trades (each one page)."""
+        """Order book depth by price level, the best orders, open offers and the most recent trades: each
+        one page, read by id (the book's first orders; the digest's last offers and trades)."""
         limit = _limit(request, 20, MAX_PAGE)
-        buys, sells = self.chain.order_book()
+        await self.index.refresh()
+        chain = self.chain
+        buys, sells = _book(chain)
         depth = {"buys": _levels(buys), "sells": _levels(sells)}
-        book = {"buys": [order_json(i, o) for i, o in buys[:limit] if o is not None],
-                "sells": [order_json(i, o) for i, o in sells[:limit] if o is not None]}
-        open_offers = heapq.nlargest(limit, ((o.height, i, o) for i, o in self.chain.offers() if o.status == "open"),
-                                     key=lambda t: (t[0], t[1]))
+        book = {"buys": [order_json(i, o) for i, o in buys[:limit]],
+                "sells": [order_json(i, o) for i, o in sells[:limit]]}
+        offers = []
+        for offer_id in reversed(self.index.offers):
+            o = chain.offer(offer_id)
+            if o is not None and o.status == "open":
+                offers.append(offer_json(offer_id, o))
+                if len(offers) >= limit:
+                    break
         counts: dict[str, int] = {}
-        recent = []
-        for trade_id, t in self.chain.trades():
+        trades = []
+        for trade_id in reversed(self.index.trades):
+            t = chain.trade(trade_id)
+            if t is None:
+                continue
             counts[t.status] = counts.get(t.status, 0) + 1
-            recent.append((t.height, trade_id, t))
-        trades = heapq.nlargest(limit, recent, key=lambda r: (r[0], r[1]))
-        return _json({"depth": depth, "book": book,
-                      "offers": [offer_json(i, o) for _h, i, o in open_offers],
-                      "trades": [trade_json(i, t) for _h, i, t in trades], "trade_counts": counts})
+            if len(trades) < limit:
+                trades.append(trade_json(trade_id, t))
+        return _json({"depth": depth, "book": book, "offers": offers, "trades": trades,
+                      "recent_trade_counts": counts, "recent_trades_counted": sum(counts.values())})
+
+
+def _book(chain: Any) -> tuple[list[tuple[bytes, Any]], list[tuple[bytes, Any]]]:
+    """The best MAX_BOOK_ORDERS open orders of each side (best first), read one by one from the book's
+    index record (as Chain.order_book does, without loading every open order)."""
+    raw = chain.kv.get(K_BOOK)
+    if raw is None:
+        return [], []
+    sides = decode(raw)
+    out: tuple[list[tuple[bytes, Any]], list[tuple[bytes, Any]]] = ([], [])
+    for side, entries in zip(out, sides):
+        for entry in entries[:MAX_BOOK_ORDERS]:
+            order = chain.order(entry[2])
+            if order is not None:
+                side.append((entry[2], order))
+    return out
 
 
 def _levels(orders: list[tuple[bytes, Any]]) -> list[dict[str, int]]:
@@ -312,13 +340,12 @@ def _levels(orders: list[tuple[bytes, Any]]) -> list[dict[str, int]]:
     levels: list[dict[str, int]] = []
     total = 0
     for _id, o in orders:
-        if o is None:
-            continue
-        total += o.remaining
         if levels and levels[-1]["price_per_wh"] == o.price_per_wh:
+            total += o.remaining
             levels[-1]["wh"] += o.remaining
             levels[-1]["cum_wh"] = total
         elif len(levels) < MAX_DEPTH_LEVELS:
+            total += o.remaining
             levels.append({"price_per_wh": o.price_per_wh, "wh": o.remaining, "cum_wh": total})
         else:
             break

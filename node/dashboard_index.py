@@ -12,6 +12,8 @@ last `max_blocks` canonical blocks in memory, brought up to date after every new
 * per block: time, hashes, joules, difficulty, and the grid surplus signal this node had when the block
   arrived (None for blocks it indexed later, e.g. after a restart: the signal is not on chain).
 * per meter: its last `readings_per_meter` readings (at most `max_meters` meters).
+* the ids of the last `market_ids` offers and trades (their txids), so the market page reads a page of
+  records by id instead of iterating every offer and trade ever made.
 
 The walk goes from the head back along `prev_hash`, so a reorg during the walk cannot mix two branches;
 a reorg below the indexed top, or a gap larger than `max_blocks`, starts the digest again.
@@ -26,7 +28,7 @@ from typing import Any
 from ledger.chain import Chain
 from ledger.encoding import decode
 from ledger.state import K_GLOBALS, Globals
-from ledger.tx import MeterReading
+from ledger.tx import AcceptOffer, MeterReading, PostOffer, SignedTx
 
 HOUR_S = 3600
 
@@ -59,6 +61,8 @@ class _Walk:
     by_interval_hour: dict[int, list[int]] = field(default_factory=dict)
     blocks: list[BlockPoint] = field(default_factory=list)
     readings: dict[bytes, list[ReadingPoint]] = field(default_factory=dict)
+    offers: list[bytes] = field(default_factory=list)  # newest first, like the walk
+    trades: list[bytes] = field(default_factory=list)
 
 
 def _globals_before(chain: Chain, block_hash: bytes, after: Globals) -> Globals | None:
@@ -75,12 +79,14 @@ def _globals_before(chain: Chain, block_hash: bytes, after: Globals) -> Globals 
 
 class DashboardIndex:
     def __init__(self, chain: Chain, max_blocks: int = 100_000, max_hours: int = 24 * 90,
-                 block_points: int = 2000, readings_per_meter: int = 96, max_meters: int = 10_000) -> None:
+                 block_points: int = 2000, readings_per_meter: int = 96, max_meters: int = 10_000,
+                 market_ids: int = 500) -> None:
         self.chain = chain
         self.max_blocks = max_blocks
         self.max_hours = max_hours
         self.readings_per_meter = readings_per_meter
         self.max_meters = max_meters
+        self.market_ids = market_ids
         self.block_points: deque[BlockPoint] = deque(maxlen=block_points)
         self.surplus: dict[int, int] = {}  # height -> surplus W this node had when the block arrived
         self._surplus_order: deque[int] = deque()
@@ -95,6 +101,8 @@ class DashboardIndex:
         self.by_interval_hour: dict[int, list[int]] = {}  # hour -> [export, import]
         self.block_points.clear()
         self.readings: dict[bytes, deque[ReadingPoint]] = {}
+        self.offers: deque[bytes] = deque(maxlen=self.market_ids)  # oldest first
+        self.trades: deque[bytes] = deque(maxlen=self.market_ids)
 
     def note_surplus(self, height: int, surplus_w: int) -> None:
         """Record the grid signal at the arrival of the block at `height` (bounded like the block points)."""
@@ -153,7 +161,7 @@ class DashboardIndex:
         seal = block.seal
         walk.blocks.append(BlockPoint(block.height, block.header.timestamp_ms, seal.hashes, seal.energy_mj,
                                       seal.energy_estimated, block.header.difficulty, len(block.txs)))
-        for tx in block.txs:
+        for tx in reversed(block.txs):  # newest first, like the walk
             if isinstance(tx, MeterReading):
                 f = tx.fields
                 ih = f.interval_start // HOUR_S * HOUR_S
@@ -163,6 +171,10 @@ class DashboardIndex:
                 walk.readings.setdefault(f.meter_id, []).append(
                     ReadingPoint(f.interval_start, f.interval_s, f.export_wh, f.import_wh, block.height,
                                  tx.txid.hex()))
+            elif isinstance(tx, SignedTx) and isinstance(tx.body, PostOffer):
+                walk.offers.append(tx.txid)
+            elif isinstance(tx, SignedTx) and isinstance(tx.body, AcceptOffer):
+                walk.trades.append(tx.txid)
 
     def _merge(self, walk: _Walk) -> None:
         for src, dst in ((walk.by_block_hour, self.by_block_hour), (walk.by_interval_hour, self.by_interval_hour)):
@@ -175,6 +187,8 @@ class DashboardIndex:
                     del dst[hour]
         for point in reversed(walk.blocks):
             self.block_points.append(point)
+        self.offers.extend(reversed(walk.offers[:self.market_ids]))
+        self.trades.extend(reversed(walk.trades[:self.market_ids]))
         for meter_id, points in walk.readings.items():
             dq = self.readings.get(meter_id)
             if dq is None:

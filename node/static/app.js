@@ -435,32 +435,30 @@ async function energyPage(gen) {
          {name: "consumed", color: "var(--consumed)", values: bh.map((x) => x.consumed_wh)},
          {name: "redeemed", color: "var(--redeemed)", values: bh.map((x) => x.redeemed_wh)},
          {name: "settled", color: "var(--settled)", values: bh.map((x) => x.settled_wh)}], fmt.wh)),
-    panel(`The ledger's own hashing energy per block, against difficulty and the grid surplus signal (last ${bl.length} blocks)`,
+    panel(`The ledger's own hashing energy per block against the grid surplus signal (last ${bl.length} blocks)`,
       lineChart("chart-mining", bl.map((b) => String(b.height)), "block height", [
-        {name: "hashing energy per block (J)", color: "var(--energy)", values: bl.map((b) => b.energy_j), axis: "left",
+        {name: "hashing energy per block (left)", color: "var(--energy)", values: bl.map((b) => b.energy_j), axis: "left",
          fmt: (v) => fmt.joules(v), bars: true},
-        {name: "difficulty", color: "var(--difficulty)", values: bl.map((b) => b.difficulty), axis: "right", fmt: fmt.int},
-        {name: "grid surplus seen by this node (W, right axis scaled)", color: "var(--surplus)", axis: "right", fmt: fmt.int,
-         values: scaleTo(bl.map((b) => b.surplus_w), Math.max(1, ...bl.map((b) => b.difficulty)))},
+        {name: "grid surplus this node had when the block arrived (right, W)", color: "var(--surplus)", axis: "right",
+         fmt: (v) => fmt.int(Math.round(v)), values: bl.map((b) => b.surplus_w === null ? null : Math.max(0, b.surplus_w))},
       ]),
-      h("p", {class: "muted", text: `Surplus: the signal this node had when each block arrived (blank before it started). ` +
-        `Series cover blocks ${e.indexed_from}–${e.indexed_to}; totals cover the whole chain.`})));
-}
-
-function scaleTo(values, top) {
-  const max = Math.max(0, ...values.filter((v) => v !== null));
-  return values.map((v) => v === null ? null : (max > 0 ? Math.max(0, v) * top / max : 0));
+      h("p", {class: "muted", text: "The surplus signal is not on chain: blank for blocks that came before this node " +
+        "started. A shortage (≤ 0 W) mines at the genesis minimum difficulty."})),
+    panel("Proof-of-work difficulty per block",
+      lineChart("chart-difficulty", bl.map((b) => String(b.height)), "block height", [
+        {name: "difficulty", color: "var(--difficulty)", values: bl.map((b) => b.difficulty), axis: "left", fmt: fmt.int}]),
+      h("p", {class: "muted", text: `Series cover blocks ${e.indexed_from}–${e.indexed_to}; the totals above cover the whole chain.`})));
 }
 
 async function marketPage(gen) {
   const m = await api("/dashboard/api/market?limit=20");
   if (gen !== generation) return;
-  const c = m.trade_counts;
+  const c = m.recent_trade_counts, n = m.recent_trades_counted;
   const orderCols = [["price (coin/kWh)", (o) => fmt.pricekwh(o.price_per_wh), "num"], ["remaining", (o) => fmt.wh(o.remaining), "num"],
                      ["owner", (o) => link.account(o.owner)], ["order", (o) => link.tx(o.order_id)]];
   render(h("h1", {text: "Market"}),
-    h("div", {class: "cards"}, card("trades open", fmt.int(c.open || 0), "mk-open", c.open || 0),
-      card("trades delivered", fmt.int(c.delivered || 0), "mk-delivered", c.delivered || 0), card("trades settled", fmt.int(c.settled || 0), "mk-settled", c.settled || 0),
+    h("div", {class: "cards"}, card(`open (of the last ${n} trades)`, fmt.int(c.open || 0), "mk-open", c.open || 0),
+      card("delivered", fmt.int(c.delivered || 0), "mk-delivered", c.delivered || 0), card("settled (released or refunded)", fmt.int(c.settled || 0), "mk-settled", c.settled || 0),
       card("open offers shown", fmt.int(m.offers.length), "mk-offers")),
     panel("Order book depth", depthChart("chart-depth", m.depth)),
     h("div", {class: "grid2"}, panel("Buy orders (best first)", table(orderCols, m.book.buys, "mk-buys")),

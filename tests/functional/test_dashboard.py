@@ -254,6 +254,7 @@ def test_energy_page_numbers_and_charts(driver: Any, devnet: Devnet) -> None:
 
 
 def test_market_page(driver: Any, devnet: Devnet) -> None:
+    newest_before = max(t["height"] for t in devnet.api("/trades")["trades"])
     page(driver, devnet, "#/market", "market")
     market = devnet.api("/dashboard/api/market?limit=20")
     assert drawn_shapes(driver, "chart-depth") > 0 or not (market["depth"]["buys"] or market["depth"]["sells"])
@@ -264,8 +265,11 @@ def test_market_page(driver: Any, devnet: Devnet) -> None:
     cells = [td.text for td in trades[0].find_elements("tag name", "td")]
     assert cells[3].replace(",", "") == str(trade["wh"])
     assert float(cells[4].replace(",", "")) * 1e9 == pytest.approx(trade["escrow"])
-    total = sum(int(value(driver, i)) for i in ("mk-open", "mk-delivered", "mk-settled"))
-    assert total >= len(trades)
+    shown = sum(int(value(driver, i)) for i in ("mk-open", "mk-delivered", "mk-settled"))
+    assert shown >= len(trades)
+    # the trades listed are the newest, newest first
+    listed = [t["height"] for t in market["trades"]]
+    assert listed == sorted(listed, reverse=True) and listed[0] >= newest_before
 
 
 def test_dashboard_views_are_bounded(devnet: Devnet) -> None:
