@@ -9,11 +9,13 @@ energy page, each in a fresh tab, several times. Figures:
   visit after the nodes started (the energy page then also waits for the node's digest of the chain);
 * `dashboard_<page>_requests` and `..._bytes`: how many requests the page made and the bytes it was sent
   (page, script, style and JSON, uncompressed), and `..._largest_json_bytes`, the biggest single answer: every view is one
-  bounded page, so this stays small whatever the chain's length.
+  bounded page, so this stays small whatever the chain's length;
+* `dashboard_index_blocks_per_s` / `_txs_per_s`: how fast a node builds its digest of the chain after a start.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import subprocess
@@ -86,7 +88,32 @@ def run(quick: bool) -> dict[str, Any]:
         finally:
             driver.quit()
             sup.stop_all()
+        out.update(index_rate(devnet))
     return out
+
+
+def index_rate(devnet: Any) -> dict[str, Any]:
+    """How fast a node builds its dashboard digest (node/dashboard_index.py) from a stopped node's chain:
+    what a restarted node spends before the energy page has its series (a real-time day at 2 s blocks is
+    43,200 blocks)."""
+    from ledger.chain import Chain
+    from ledger.genesis import Genesis
+    from ledger.store import LevelKV
+    from node.dashboard_index import DashboardIndex
+    node = devnet.nodes[-1]
+    kv = LevelKV(str(devnet.path(node.data_dir)))
+    try:
+        chain = Chain(kv, Genesis.load(devnet.path("genesis.json")))
+        index = DashboardIndex(chain)
+        t0 = time.perf_counter()
+        asyncio.run(index.refresh())
+        elapsed = time.perf_counter() - t0
+        out = {"dashboard_index_blocks_per_s": round(chain.height / elapsed)}
+        if len(index.block_points) == chain.height:  # every block is among the points: count their txs
+            out["dashboard_index_txs_per_s"] = round(sum(p.txs for p in index.block_points) / elapsed)
+        return out
+    finally:
+        kv.close()
 
 
 def main() -> None:
