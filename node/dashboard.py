@@ -32,6 +32,10 @@ _STATIC_NAME = re.compile(r"[a-z0-9_-]{1,40}\.(js|css|svg|html)")
 _INTEGER = re.compile(r"[0-9]{1,19}")
 _POSITION = re.compile(r"([0-9]{1,19})(?:\.([0-9]{1,9}))?")
 MAX_PAGE = 50  # rows of a list page
+MAX_HISTORY_SCAN = 10_000  # history entries a paged history request looks through
+# the page loads nothing but the node's own script, style and JSON, and cannot be framed
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 MAX_TX_SCAN_BLOCKS = 200  # blocks a recent-transactions page may look through
 MAX_HOURS = 168
 MAX_BLOCK_POINTS = 500
@@ -115,14 +119,16 @@ class Dashboard:
 
     # pages ----------------------------------------------------------------------------------------
     async def page(self, request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache",
+                                                                "Content-Security-Policy": CSP,
+                                                                "X-Content-Type-Options": "nosniff"})
 
     async def static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         path = STATIC / name
         if not _STATIC_NAME.fullmatch(name) or not path.is_file():
             raise ApiError(NOT_FOUND, f"no dashboard file {name[:60]!r}")
-        return web.FileResponse(path, headers={"Cache-Control": "no-cache",
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
                                                "Content-Type": CONTENT_TYPES[path.suffix]})
 
     # chain ----------------------------------------------------------------------------------------
@@ -225,7 +231,7 @@ class Dashboard:
         hours = _query_int(request, "hours", 48, MAX_HOURS) or 1
         before = _query_int(request, "before", None)
         n_blocks = _query_int(request, "blocks", 200, MAX_BLOCK_POINTS) or 1
-        await self.index.refresh()
+        await self.index.current()
         idx = self.index
         settled, settled_next = idx.hours(idx.by_block_hour, hours, before)
         metered, metered_next = idx.hours(idx.by_interval_hour, hours, before)
@@ -252,7 +258,7 @@ class Dashboard:
         if self.chain.meter(meter_id) is None:
             raise ApiError(NOT_FOUND, f"no meter {meter_id.hex()}")
         limit = _limit(request, 96, self.index.readings_per_meter)
-        await self.index.refresh()
+        await self.index.current()
         return _json({"meter_id": meter_id.hex(), "indexed_from": self.index.low_height,
                       "readings": [{"interval_start": p.interval_start, "interval_s": p.interval_s,
                                     "export_wh": p.export_wh, "import_wh": p.import_wh, "height": p.height,
@@ -264,7 +270,8 @@ class Dashboard:
         addr = _address(request.match_info["addr"])
         limit = _limit(request, 20, MAX_PAGE)
         before = _query_int(request, "before", None)
-        entries = self.chain.history(addr, 1 << 62) if before is not None else self.chain.history(addr, limit + 1)
+        entries = self.chain.history(addr, MAX_HISTORY_SCAN) if before is not None else \
+            self.chain.history(addr, limit + 1)
         if before is not None:
             entries = [e for e in entries if e[0] < before]
         page = entries[:limit]
@@ -293,7 +300,7 @@ class Dashboard:
         """Order book depth by price level, the best orders, open offers and the most recent trades: each
         one page, read by id (the book's first orders; the digest's last offers and trades)."""
         limit = _limit(request, 20, MAX_PAGE)
-        await self.index.refresh()
+        await self.index.current()
         chain = self.chain
         buys, sells = _book(chain)
         depth = {"buys": _levels(buys), "sells": _levels(sells)}

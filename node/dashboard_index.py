@@ -31,6 +31,7 @@ from ledger.state import K_GLOBALS, Globals
 from ledger.tx import AcceptOffer, MeterReading, PostOffer, SignedTx
 
 HOUR_S = 3600
+YIELD_EVERY = 50  # blocks walked between yields to the event loop (~1,200 blocks/s: ~40 ms slices)
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,15 @@ class DashboardIndex:
                 if await self._extend():
                     return
 
+    async def current(self) -> None:
+        """Up to date for a request: extend to the head unless a walk is already running (a first walk of
+        a long chain takes a while; a request then gets the digest as it is, with its covered range)."""
+        if not self._lock.locked():
+            await self.refresh()
+
     async def _extend(self) -> bool:
-        """One walk from the head down to our top (or `max_blocks` down); False if it must be tried again."""
+        """One walk from the head down to our top (or `max_blocks` down); False if it must be tried again.
+        Everything the walk keeps is bounded like the digest, so a first walk of a long chain stays small."""
         chain = self.chain
         target_height, target_hash, after = chain.height, chain.head_hash, chain.globals()
         if target_hash == self.top_hash:
@@ -139,8 +147,8 @@ class DashboardIndex:
                 return False
             self._take(walk, block, before, after)
             after, block_hash = before, block.header.prev_hash
-            if n % 200 == 199:
-                await asyncio.sleep(0)
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # let the node serve and import between slices of a long walk
         if self.top_hash is not None and block_hash != self.top_hash:
             self.reset()  # a reorg during the walk: the new blocks do not continue our top
             return False
@@ -159,8 +167,10 @@ class DashboardIndex:
             for i, v in enumerate(delta):
                 row[i] += v
         seal = block.seal
-        walk.blocks.append(BlockPoint(block.height, block.header.timestamp_ms, seal.hashes, seal.energy_mj,
-                                      seal.energy_estimated, block.header.difficulty, len(block.txs)))
+        # the walk goes newest first, so each list keeps its first (newest) items up to its bound
+        if len(walk.blocks) < (self.block_points.maxlen or 0):
+            walk.blocks.append(BlockPoint(block.height, block.header.timestamp_ms, seal.hashes, seal.energy_mj,
+                                          seal.energy_estimated, block.header.difficulty, len(block.txs)))
         for tx in reversed(block.txs):  # newest first, like the walk
             if isinstance(tx, MeterReading):
                 f = tx.fields
@@ -168,12 +178,15 @@ class DashboardIndex:
                 row = walk.by_interval_hour.setdefault(ih, [0, 0])
                 row[0] += f.export_wh
                 row[1] += f.import_wh
-                walk.readings.setdefault(f.meter_id, []).append(
-                    ReadingPoint(f.interval_start, f.interval_s, f.export_wh, f.import_wh, block.height,
-                                 tx.txid.hex()))
-            elif isinstance(tx, SignedTx) and isinstance(tx.body, PostOffer):
+                points = walk.readings.get(f.meter_id)
+                if points is None and len(walk.readings) < self.max_meters:
+                    points = walk.readings[f.meter_id] = []
+                if points is not None and len(points) < self.readings_per_meter:
+                    points.append(ReadingPoint(f.interval_start, f.interval_s, f.export_wh, f.import_wh,
+                                               block.height, tx.txid.hex()))
+            elif isinstance(tx, SignedTx) and isinstance(tx.body, PostOffer) and len(walk.offers) < self.market_ids:
                 walk.offers.append(tx.txid)
-            elif isinstance(tx, SignedTx) and isinstance(tx.body, AcceptOffer):
+            elif isinstance(tx, SignedTx) and isinstance(tx.body, AcceptOffer) and len(walk.trades) < self.market_ids:
                 walk.trades.append(tx.txid)
 
     def _merge(self, walk: _Walk) -> None:

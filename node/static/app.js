@@ -14,6 +14,7 @@ function h(tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === null || v === undefined || v === false) continue;
     if (k === "text") e.textContent = String(v);
+    else if (k === "style") e.style.cssText = String(v);  // CSSOM: allowed by the page's CSP, unlike the attribute
     else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, String(v));
   }
@@ -447,7 +448,8 @@ async function energyPage(gen) {
     panel("Proof-of-work difficulty per block",
       lineChart("chart-difficulty", bl.map((b) => String(b.height)), "block height", [
         {name: "difficulty", color: "var(--difficulty)", values: bl.map((b) => b.difficulty), axis: "left", fmt: fmt.int}]),
-      h("p", {class: "muted", text: `Series cover blocks ${e.indexed_from}–${e.indexed_to}; the totals above cover the whole chain.`})));
+      h("p", {class: "muted", text: `Series cover blocks ${e.indexed_from}–${e.indexed_to}; the totals above cover the whole chain.` +
+        (e.indexed_to + 10 < e.head ? " The node is still reading the chain for these series: reload in a moment." : "")})));
 }
 
 async function marketPage(gen) {
