@@ -108,9 +108,12 @@ class Dashboard:
     async def _follow(self) -> None:
         """After every new head: note the grid signal it came under, then extend the digest."""
         node = self.node
+        started = True
         while not node.stopping.is_set():
             changed = node.head_event
-            self.index.note_surplus(self.chain.height, node.grid.surplus_w)
+            if not started:  # the head at start came before this node could see the signal
+                self.index.note_surplus(self.chain.height, node.grid.surplus_w)
+            started = False
             try:
                 await self.index.refresh()
             except Exception as exc:  # noqa: BLE001 - the dashboard must never take the node down
@@ -241,7 +244,7 @@ class Dashboard:
         return _json({
             "head": chain.height, "indexed_from": idx.low_height, "indexed_to": idx.top_height,
             "by_block_hour": [{"hour": h, "minted_wh": r[0], "consumed_wh": r[1], "redeemed_wh": r[2],
-                               "settled_wh": r[3]} for h, r in settled],
+                               "settled_wh": r[3], "energy_j": r[4] / 1000} for h, r in settled],
             "by_interval_hour": [{"hour": h, "export_wh": r[0], "import_wh": r[1]} for h, r in metered],
             "next": {"by_block_hour": settled_next, "by_interval_hour": metered_next},
             "blocks": [{"height": p.height, "timestamp_ms": p.timestamp_ms, "hashes": p.hashes,

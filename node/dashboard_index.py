@@ -6,7 +6,8 @@ last `max_blocks` canonical blocks in memory, brought up to date after every new
 
 * per hour of **block time**: Wh minted, consumed, redeemed and settled, as the change of the ledger's
   global counters (`Globals`) over each block. The counters before a block are in its undo data, so the
-  figures are exact and add up to the totals of `GET /energy`, order-book fills included.
+  figures are exact and add up to the totals of `GET /energy`, order-book fills included; and the
+  mining energy of those blocks (their seals' joules).
 * per hour of **metering interval**: exported and imported Wh of the readings, by the hour their
   interval started (what the meters measured, whenever the block came).
 * per block: time, hashes, joules, difficulty, and the grid surplus signal this node had when the block
@@ -98,7 +99,8 @@ class DashboardIndex:
         self.top_height = 0
         self.top_hash: bytes | None = None
         self.low_height = 0  # the lowest block the digest covers
-        self.by_block_hour: dict[int, list[int]] = {}  # hour -> [minted, consumed, redeemed, settled]
+        # hour -> [minted, consumed, redeemed, settled (Wh), mining energy (mJ)]
+        self.by_block_hour: dict[int, list[int]] = {}
         self.by_interval_hour: dict[int, list[int]] = {}  # hour -> [export, import]
         self.block_points.clear()
         self.readings: dict[bytes, deque[ReadingPoint]] = {}
@@ -161,9 +163,10 @@ class DashboardIndex:
     def _take(self, walk: _Walk, block: Any, before: Globals, after: Globals) -> None:
         hour = block.header.timestamp_ms // 1000 // HOUR_S * HOUR_S
         delta = [after.minted_wh - before.minted_wh, after.consumed_wh - before.consumed_wh,
-                 after.redeemed_wh - before.redeemed_wh, after.settled_wh - before.settled_wh]
+                 after.redeemed_wh - before.redeemed_wh, after.settled_wh - before.settled_wh,
+                 block.seal.energy_mj]
         if any(delta):
-            row = walk.by_block_hour.setdefault(hour, [0, 0, 0, 0])
+            row = walk.by_block_hour.setdefault(hour, [0, 0, 0, 0, 0])
             for i, v in enumerate(delta):
                 row[i] += v
         seal = block.seal

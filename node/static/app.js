@@ -436,12 +436,17 @@ async function energyPage(gen) {
          {name: "consumed", color: "var(--consumed)", values: bh.map((x) => x.consumed_wh)},
          {name: "redeemed", color: "var(--redeemed)", values: bh.map((x) => x.redeemed_wh)},
          {name: "settled", color: "var(--settled)", values: bh.map((x) => x.settled_wh)}], fmt.wh)),
+    panel("The ledger's energy per kWh it settled, per hour of block time",
+      barChart("chart-ratio", bh.map((x) => fmt.hour(x.hour)), [
+        {name: "ledger kWh (hashing) per settled kWh", color: "var(--energy)",
+         values: bh.map((x) => x.settled_wh > 0 ? (x.energy_j / 3.6e6) / (x.settled_wh / 1000) : 0)}], fmt.sci)),
     panel(`The ledger's own hashing energy per block against the grid surplus signal (last ${bl.length} blocks)`,
       lineChart("chart-mining", bl.map((b) => String(b.height)), "block height", [
         {name: "hashing energy per block (left)", color: "var(--energy)", values: bl.map((b) => b.energy_j), axis: "left",
          fmt: (v) => fmt.joules(v), bars: true},
         {name: "grid surplus this node had when the block arrived (right, W)", color: "var(--surplus)", axis: "right",
-         fmt: (v) => fmt.int(Math.round(v)), values: bl.map((b) => b.surplus_w === null ? null : Math.max(0, b.surplus_w))},
+         fmt: (v) => Number(v).toLocaleString("en-US", {maximumFractionDigits: 2}),
+         values: bl.map((b) => b.surplus_w === null ? null : Math.max(0, b.surplus_w))},
       ]),
       h("p", {class: "muted", text: "The surplus signal is not on chain: blank for blocks that came before this node " +
         "started. A shortage (≤ 0 W) mines at the genesis minimum difficulty."})),

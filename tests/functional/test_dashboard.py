@@ -106,12 +106,13 @@ def value(driver: Any, element_id: str) -> str:
 
 
 def drawn_shapes(driver: Any, svg_id: str) -> int:
-    """SVG bars and lines of non-zero size in the chart."""
+    """SVG bars of non-zero size and lines of non-zero length (a flat line has no height) in the chart."""
     return driver.execute_script("""
         const svg = document.getElementById(arguments[0]);
         if (!svg) return -1;
         let n = 0;
-        for (const e of svg.querySelectorAll('rect, path')) { const b = e.getBBox(); if (b.width > 0 && b.height > 0) n++; }
+        for (const e of svg.querySelectorAll('rect')) { const b = e.getBBox(); if (b.width > 0 && b.height > 0) n++; }
+        for (const e of svg.querySelectorAll('path')) { const b = e.getBBox(); if (b.width > 0 || b.height > 0) n++; }
         return n;""", svg_id)
 
 
@@ -243,7 +244,7 @@ def test_energy_page_numbers_and_charts(driver: Any, devnet: Devnet) -> None:
                               ("redeemed_wh", "en-redeemed"), ("settled_wh", "en-settled")):
         assert e0[field] <= int(value(driver, element_id)) <= e1[field], field
     assert e0["total"]["energy_j"] <= float(value(driver, "en-energy")) <= e1["total"]["energy_j"]
-    for chart in ("chart-metered", "chart-hourly", "chart-mining"):
+    for chart in ("chart-metered", "chart-hourly", "chart-ratio", "chart-mining", "chart-difficulty"):
         assert drawn_shapes(driver, chart) > 0, chart
     # the hourly series add up to the totals of the blocks they cover (here: the whole chain)
     series = devnet.api("/dashboard/api/energy?hours=168")
@@ -251,6 +252,7 @@ def test_energy_page_numbers_and_charts(driver: Any, devnet: Devnet) -> None:
     assert sum(h["minted_wh"] for h in series["by_block_hour"]) == series["totals"]["minted_wh"]
     assert sum(h["settled_wh"] for h in series["by_block_hour"]) == series["totals"]["settled_wh"]
     assert sum(h["export_wh"] for h in series["by_interval_hour"]) == series["totals"]["minted_wh"]
+    assert sum(h["energy_j"] for h in series["by_block_hour"]) == pytest.approx(series["totals"]["energy_j"])
 
 
 def test_market_page(driver: Any, devnet: Devnet) -> None:

@@ -18,7 +18,7 @@ def refresh(index: DashboardIndex) -> None:
 
 
 def sums(index: DashboardIndex) -> tuple[list[int], list[int]]:
-    by_block = [sum(r[i] for r in index.by_block_hour.values()) for i in range(4)]
+    by_block = [sum(r[i] for r in index.by_block_hour.values()) for i in range(5)]
     by_interval = [sum(r[i] for r in index.by_interval_hour.values()) for i in range(2)]
     return by_block, by_interval
 
@@ -26,7 +26,7 @@ def sums(index: DashboardIndex) -> tuple[list[int], list[int]]:
 def assert_matches_chain(index: DashboardIndex, chain: Chain) -> None:
     g = chain.globals()
     by_block, by_interval = sums(index)
-    assert by_block == [g.minted_wh, g.consumed_wh, g.redeemed_wh, g.settled_wh]
+    assert by_block == [g.minted_wh, g.consumed_wh, g.redeemed_wh, g.settled_wh, chain.head.cum_energy_mj]
     assert by_interval == [g.minted_wh, g.consumed_wh]
     assert (index.top_height, index.top_hash) == (chain.height, chain.head_hash)
 
