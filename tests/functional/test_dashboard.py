@@ -67,7 +67,7 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
         assert line.group(1) == url + "/"
         # enough of a day: energy minted, trades made, orders on the book
         wait_until(lambda: get(url, "/energy")["minted_wh"] > 0 and get(url, "/trades")["trades"]
-                   and get(url, "/status")["height"] >= 40, 60, 0.5, "40 blocks, readings minted and trades made")
+                   and get(url, "/status")["height"] >= 30, 60, 0.5, "30 blocks, readings minted and trades made")
         yield Devnet(proc, url, root / "devnet", out)
     finally:
         if proc.poll() is None:
@@ -285,12 +285,20 @@ def test_dashboard_views_are_bounded(devnet: Devnet) -> None:
     assert not ids1 & {t["txid"] for t in page2["txs"]}
     assert (page1["txs"][-1]["height"], page1["txs"][-1]["index"]) > (page2["txs"][0]["height"], page2["txs"][0]["index"])
     assert len(devnet.api("/dashboard/api/energy?hours=100000&blocks=100000")["blocks"]) <= 500
-    for bad in ("/dashboard/api/blocks?limit=x", "/dashboard/api/txs?before=1.x", "/dashboard/api/search?q=",
-                "/dashboard/api/meters/zz/readings", "/dashboard/api/accounts/kwhnope/history",
-                "/dashboard/static/..%2Fapi.py"):
+    for bad in ("/dashboard/api/blocks?limit=x", "/dashboard/api/blocks?limit=0", "/dashboard/api/blocks?before=",
+                "/dashboard/api/blocks?before=-1", "/dashboard/api/blocks?before=99999999999999999999",
+                "/dashboard/api/txs?before=1.x", "/dashboard/api/txs?before=%EF%BC%91", "/dashboard/api/search?q=",
+                "/dashboard/api/search?q=kwh" + "0" * 500, "/dashboard/api/search?q=" + "ab" * 32,
+                "/dashboard/api/search?q=%00%ff", "/dashboard/api/energy?hours=1.5",
+                "/dashboard/api/meters/zz/readings", "/dashboard/api/meters/" + "00" * 16 + "/readings",
+                "/dashboard/api/accounts/kwhnope/history", "/dashboard/api/accounts/kwhnope/lots?offset=-1",
+                "/dashboard/static/..%2Fapi.py", "/dashboard/static/app.py", "/dashboard/static/nothere.js"):
         try:
             urllib.request.urlopen(devnet.url + bad, timeout=10)
             raise AssertionError(f"{bad} answered 200")
         except urllib.error.HTTPError as exc:
             assert exc.code in (400, 404), bad
             assert "error" in json.loads(exc.read()), bad
+    for log in (devnet.dir / "logs").glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert "request_failed" not in text and "dashboard_index_failed" not in text, log.name
