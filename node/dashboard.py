@@ -111,7 +111,8 @@ class Dashboard:
         started = True
         while not node.stopping.is_set():
             changed = node.head_event
-            if not started:  # the head at start came before this node could see the signal
+            # the head at start, and blocks fetched while catching up, came before this signal
+            if not started and not node.peers.syncing:
                 self.index.note_surplus(self.chain.height, node.grid.surplus_w)
             started = False
             try:
