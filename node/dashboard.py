@@ -92,6 +92,7 @@ class Dashboard:
         r.add_get("/dashboard/api/accounts/{addr}/lots", self.lots)
         r.add_get("/dashboard/api/market", self.market)
         r.add_get("/dashboard/api/search", self.search)
+        r.add_get("/dashboard/openapi.json", self.openapi)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
 
@@ -134,6 +135,9 @@ class Dashboard:
             raise ApiError(NOT_FOUND, f"no dashboard file {name[:60]!r}")
         return web.FileResponse(path, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
                                                "Content-Type": CONTENT_TYPES[path.suffix]})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return _json(OPENAPI)
 
     # chain ----------------------------------------------------------------------------------------
     async def blocks(self, request: web.Request) -> web.Response:
@@ -361,6 +365,62 @@ def _levels(orders: list[tuple[bytes, Any]]) -> list[dict[str, int]]:
         else:
             break
     return levels
+
+
+def _q(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+def _p(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+
+def _get(summary: str, required: list[str], params: list[dict[str, Any]]) -> dict[str, Any]:
+    error = {"content": {"application/json": {"schema": {"type": "object", "required": ["error", "detail"]}}}}
+    ok = {"description": "one page", "content": {"application/json": {"schema": {
+        "type": "object", "required": required}}}}
+    return {"get": {"summary": summary, "parameters": params, "tags": ["dashboard"],
+                    "responses": {"200": ok, "400": {"description": "bad parameter", **error},
+                                  "404": {"description": "not found", **error},
+                                  "429": {"description": "rate limited", **error}}}}
+
+
+_LIMIT = _q("limit", {"type": "integer", "minimum": 1}, f"rows, at most {MAX_PAGE} (more is capped)")
+_HEIGHT = {"type": "integer", "minimum": 0, "maximum": 1 << 62}
+_ADDR = _p("addr", {"type": "string", "pattern": "^kwh[0-9a-f]{48}$"}, "account address")
+# The dashboard's own views, described apart from GET /openapi.json (tests fuzz them with schemathesis).
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "kwhledger node: dashboard views", "version": "1"},
+    "paths": {
+        "/dashboard/api/blocks": _get("Block summaries, newest first, below height `before`",
+                                      ["head", "blocks", "next"],
+                                      [_q("before", _HEIGHT, "exclusive upper height"), _LIMIT]),
+        "/dashboard/api/txs": _get("Recent transactions, newest first, before a position H or H.I",
+                                   ["txs", "next", "pending"],
+                                   [_q("before", {"type": "string", "pattern": r"^[0-9]{1,19}(\.[0-9]{1,9})?$"},
+                                       "position: block height, or height.index"), _LIMIT]),
+        "/dashboard/api/energy": _get("Hourly energy series, mining energy per block, totals",
+                                      ["by_block_hour", "by_interval_hour", "blocks", "totals", "grid", "next"],
+                                      [_q("hours", {"type": "integer", "minimum": 0}, f"at most {MAX_HOURS}"),
+                                       _q("before", _HEIGHT, "hours before this unix time"),
+                                       _q("blocks", {"type": "integer", "minimum": 0},
+                                          f"at most {MAX_BLOCK_POINTS}")]),
+        "/dashboard/api/meters/{meter_id}/readings": _get(
+            "A meter's last readings", ["meter_id", "readings"],
+            [_p("meter_id", {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}, "16-byte meter id"), _LIMIT]),
+        "/dashboard/api/accounts/{addr}/history": _get("An account's history, newest first", ["history", "next"],
+                                                       [_ADDR, _q("before", _HEIGHT, "below this height"), _LIMIT]),
+        "/dashboard/api/accounts/{addr}/lots": _get("A page of an account's lots", ["total", "lots", "next"],
+                                                    [_ADDR, _q("offset", {"type": "integer", "minimum": 0},
+                                                               "lots to skip"), _LIMIT]),
+        "/dashboard/api/market": _get("Depth, best orders, open offers, recent trades",
+                                      ["depth", "book", "offers", "trades", "recent_trade_counts"], [_LIMIT]),
+        "/dashboard/api/search": _get("Where a height, hash, txid, address, meter id or lot id leads",
+                                      ["kind", "ref"], [_q("q", {"type": "string", "minLength": 1},
+                                                           "what to look for", required=True)]),
+    },
+}
 
 
 def add_dashboard(app: web.Application, node: Node) -> None:

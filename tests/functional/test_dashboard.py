@@ -302,3 +302,28 @@ def test_dashboard_views_are_bounded(devnet: Devnet) -> None:
     for log in (devnet.dir / "logs").glob("*.log"):
         text = log.read_text(errors="replace")
         assert "request_failed" not in text and "dashboard_index_failed" not in text, log.name
+
+
+def test_schemathesis_finds_nothing_in_the_dashboard_views(devnet: Devnet) -> None:
+    """The views of GET /dashboard/openapi.json, fuzzed like the API (test_api_schema): positive and
+    negative cases, no server error, documented statuses and shapes, and the node keeps producing."""
+    import schemathesis
+    from schemathesis import GenerationMode
+    from test_api_schema import _fuzz, _has_inputs
+    schema = schemathesis.openapi.from_url(devnet.url + "/dashboard/openapi.json")
+    failures, runs = [], 0
+    for result in schema.get_all_operations():
+        op = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            if mode is GenerationMode.NEGATIVE and not _has_inputs(op):
+                continue
+            runs += 1
+            failure = _fuzz(op, mode, None)
+            if failure:
+                failures.append(failure)
+    assert runs >= 15, f"only {runs} operation runs"
+    assert not failures, "\n\n".join(failures)
+    start = devnet.api("/status")["height"]
+    wait_until(lambda: devnet.api("/status")["height"] > start, 15, 0.2, "blocks go on after the fuzzing")
+    for log in (devnet.dir / "logs").glob("*.log"):
+        assert "request_failed" not in log.read_text(errors="replace"), log.name
