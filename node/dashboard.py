@@ -386,7 +386,7 @@ def _get(summary: str, required: list[str], params: list[dict[str, Any]]) -> dic
 
 
 _LIMIT = _q("limit", {"type": "integer", "minimum": 1}, f"rows, at most {MAX_PAGE} (more is capped)")
-_HEIGHT = {"type": "integer", "minimum": 0, "maximum": 1 << 62}
+_HEIGHT = {"type": "integer", "minimum": 0, "maximum": 10**19 - 1}  # what _INTEGER takes: 19 digits
 _ADDR = _p("addr", {"type": "string", "pattern": "^kwh[0-9a-f]{48}$"}, "account address")
 # The dashboard's own views, described apart from GET /openapi.json (tests fuzz them with schemathesis).
 OPENAPI: dict[str, Any] = {

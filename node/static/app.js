@@ -248,8 +248,10 @@ function txsTable(txs, id) {
 
 async function overview(gen) {
   const draw = async () => {
-    const [st, bl, tx] = await Promise.all([api("/status"), api("/dashboard/api/blocks?limit=10"),
-                                            api("/dashboard/api/txs?limit=10")]);
+    // blocks and transactions up to the head that /status gave, so the page shows one moment of the chain
+    const st = await api("/status");
+    const [bl, tx] = await Promise.all([api(`/dashboard/api/blocks?limit=10&before=${st.height + 1}`),
+                                        api(`/dashboard/api/txs?limit=10&before=${st.height + 1}`)]);
     if (gen !== generation) return;
     const times = bl.blocks.map((b) => b.timestamp_ms);
     const blockTime = times.length > 1 ? (times[0] - times[times.length - 1]) / (times.length - 1) / 1000 : null;
@@ -334,7 +336,22 @@ async function txPage(gen, id) {
     : k === "amount" || k === "fee" ? `${fmt.coin(v)} coin` : /(^|_)(wh|register)$/.test(k) ? fmt.wh(v)
     : /^(interval_start|window_start|window_end)$/.test(k) ? fmt.time(v * 1000)
     : k === "price_per_wh" ? `${fmt.pricekwh(v)} coin/kWh` : h("span", {class: "mono", text: String(v)});
+  // an offer's and a trade's id is the id of the tx that made them: show their state beside the tx
+  const made = t.status !== "included" ? null : t.tx.kind === "accept_offer" ? await api(`/trades/${t.txid}`).catch(() => null)
+    : t.tx.kind === "post_offer" ? await api(`/market/offers/${t.txid}`).catch(() => null) : null;
+  if (gen !== generation) return;
   render(h("h1", {text: `Transaction`}),
+    made && made.trade_id ? panel("The trade it opened", kv([
+      ["status", h("span", {id: "trade-status"}, badge(made.status))], ["seller", link.account(made.seller, made.seller)],
+      ["buyer", link.account(made.buyer, made.buyer)], ["energy", fmt.wh(made.wh)],
+      ["price", `${fmt.pricekwh(made.price_per_wh)} coin/kWh`], ["escrow", `${fmt.coin(made.escrow)} coin`],
+      ["delivered", fmt.wh(made.delivered)], ["released to seller", `${fmt.coin(made.released)} coin`],
+      ["refunded to buyer", `${fmt.coin(made.refunded)} coin`],
+      ["window", `${fmt.time(made.window_start * 1000)} – ${fmt.time(made.window_end * 1000)}`]], "trade-fields")) : null,
+    made && made.offer_id && !made.trade_id ? panel("The offer it posted", kv([
+      ["status", badge(made.status)], ["remaining", `${fmt.wh(made.remaining)} of ${fmt.wh(made.wh)}`],
+      ["price", `${fmt.pricekwh(made.price_per_wh)} coin/kWh`], ["source", made.source || "any"],
+      ["window", `${fmt.time(made.window_start * 1000)} – ${fmt.time(made.window_end * 1000)}`]], "offer-fields")) : null,
     panel(null, kv([
       ["txid", h("span", {class: "hash", id: "tx-id", text: t.txid})],
       ["type", h("span", {id: "tx-kind", text: t.tx.kind})],

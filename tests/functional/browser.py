@@ -55,9 +55,12 @@ def wait_drawn(driver: Any, timeout: float = 15.0) -> None:
 
 def open_page(driver: Any, url: str, timeout: float = 15.0) -> None:
     """Load `url`; a change of the hash alone is a same-document navigation, so the flag is cleared first."""
-    if driver.current_url.startswith("http"):
-        driver.execute_script("if (document.body) document.body.dataset.ready = '0'")
-    driver.get(url)
+    if driver.current_url == url:
+        driver.refresh()  # the same URL again: no navigation would happen
+    else:
+        if driver.current_url.startswith("http"):
+            driver.execute_script("if (document.body) document.body.dataset.ready = '0'")
+        driver.get(url)
     wait_drawn(driver, timeout)
 
 
