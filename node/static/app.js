@@ -95,7 +95,7 @@ function kv(pairs, id) {
 
 function badge(text) { return h("span", {class: `badge ${text}`, text}); }
 function panel(title, ...body) { return h("section", {class: "panel"}, title ? h("h2", {text: title}) : null, ...body); }
-function render(...nodes) { main.replaceChildren(...nodes); }
+function render(...nodes) { main.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false)); }
 function query() { const i = location.hash.indexOf("?"); return new URLSearchParams(i < 0 ? "" : location.hash.slice(i + 1)); }
 
 // ---- charts (inline SVG) ------------------------------------------------------------------------------------
@@ -341,6 +341,14 @@ async function txPage(gen, id) {
     : t.tx.kind === "post_offer" ? await api(`/market/offers/${t.txid}`).catch(() => null) : null;
   if (gen !== generation) return;
   render(h("h1", {text: `Transaction`}),
+    panel(null, kv([
+      ["txid", h("span", {class: "hash", id: "tx-id", text: t.txid})],
+      ["type", h("span", {id: "tx-kind", text: t.tx.kind})],
+      ["status", h("span", {id: "tx-status"}, badge(t.status), t.final === true ? " final" : "")],
+      ...(t.height !== undefined ? [["block", link.block(t.height)], ["index in block", String(t.index)]] : []),
+      ...(t.reason ? [["rejection reason", h("span", {id: "tx-reason", text: t.reason})], ["detail", t.detail || ""]] : []),
+      ...fields.map(([k, v]) => [k, value(k, v)]),
+    ], "tx-fields")),
     made && made.trade_id ? panel("The trade it opened", kv([
       ["status", h("span", {id: "trade-status"}, badge(made.status))], ["seller", link.account(made.seller, made.seller)],
       ["buyer", link.account(made.buyer, made.buyer)], ["energy", fmt.wh(made.wh)],
@@ -351,15 +359,7 @@ async function txPage(gen, id) {
     made && made.offer_id && !made.trade_id ? panel("The offer it posted", kv([
       ["status", badge(made.status)], ["remaining", `${fmt.wh(made.remaining)} of ${fmt.wh(made.wh)}`],
       ["price", `${fmt.pricekwh(made.price_per_wh)} coin/kWh`], ["source", made.source || "any"],
-      ["window", `${fmt.time(made.window_start * 1000)} – ${fmt.time(made.window_end * 1000)}`]], "offer-fields")) : null,
-    panel(null, kv([
-      ["txid", h("span", {class: "hash", id: "tx-id", text: t.txid})],
-      ["type", h("span", {id: "tx-kind", text: t.tx.kind})],
-      ["status", h("span", {id: "tx-status"}, badge(t.status), t.final === true ? " final" : "")],
-      ...(t.height !== undefined ? [["block", link.block(t.height)], ["index in block", String(t.index)]] : []),
-      ...(t.reason ? [["rejection reason", h("span", {id: "tx-reason", text: t.reason})], ["detail", t.detail || ""]] : []),
-      ...fields.map(([k, v]) => [k, value(k, v)]),
-    ], "tx-fields")));
+      ["window", `${fmt.time(made.window_start * 1000)} – ${fmt.time(made.window_end * 1000)}`]], "offer-fields")) : null);
 }
 
 async function accountPage(gen, addr) {

@@ -71,6 +71,7 @@ def console_errors(driver: Any) -> list[dict[str, Any]]:
 def screenshot(driver: Any, path: Path, width: int = 1300) -> None:
     """The whole page (the window is grown to the page's height, at most 4000 px)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    driver.set_window_size(width, 700)  # measure the page, not the window a longer page left behind
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(width, min(max(int(height), 700), 4000))
     driver.save_screenshot(str(path))

@@ -95,6 +95,8 @@ def page(driver: Any, devnet: Devnet, fragment: str, shot: str | None = None) ->
         browser.screenshot(driver, ARTIFACTS / f"{shot}.png")
     errors = browser.console_errors(driver)
     assert not errors, f"console errors on {fragment or '/'}: {errors}"
+    shown = driver.find_element("id", "main").text
+    assert not re.search(r"\b(null|undefined|NaN|Invalid Date)\b", shown), f"a value went missing on {fragment}"
 
 
 def text(driver: Any, element_id: str) -> str:
