@@ -69,9 +69,13 @@ def console_errors(driver: Any) -> list[dict[str, Any]]:
 
 
 def screenshot(driver: Any, path: Path, width: int = 1300) -> None:
-    """The whole page (the window is grown to the page's height, at most 4000 px)."""
+    """The whole page: the viewport is set to the page's content size for the shot (at most 4000 px)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    driver.set_window_size(width, 700)  # measure the page, not the window a longer page left behind
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(width, min(max(int(height), 700), 4000))
-    driver.save_screenshot(str(path))
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    height = min(max(int(size["height"]), 600), 4000)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        driver.save_screenshot(str(path))
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
