@@ -93,12 +93,14 @@ class Dashboard:
         r.add_get("/dashboard/api/market", self.market)
         r.add_get("/dashboard/api/search", self.search)
         r.add_get("/dashboard/openapi.json", self.openapi)
-        app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
 
     # the digest follows the head ------------------------------------------------------------------
-    async def _start(self, _app: web.Application) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._follow(), name="dashboard-index")
+    def _follow_from_now(self) -> None:
+        """Start keeping the digest at the first visit: a node nobody looks at (a busy authority, a
+        benchmark) spends nothing on it; from then on it follows every new head."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._follow(), name="dashboard-index")
 
     async def _stop(self, _app: web.Application) -> None:
         if self._task is not None:
@@ -124,6 +126,7 @@ class Dashboard:
 
     # pages ----------------------------------------------------------------------------------------
     async def page(self, request: web.Request) -> web.StreamResponse:
+        self._follow_from_now()
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache",
                                                                 "Content-Security-Policy": CSP,
                                                                 "X-Content-Type-Options": "nosniff"})
@@ -239,6 +242,7 @@ class Dashboard:
         hours = _query_int(request, "hours", 48, MAX_HOURS) or 1
         before = _query_int(request, "before", None)
         n_blocks = _query_int(request, "blocks", 200, MAX_BLOCK_POINTS) or 1
+        self._follow_from_now()
         await self.index.current()
         idx = self.index
         settled, settled_next = idx.hours(idx.by_block_hour, hours, before)
@@ -266,6 +270,7 @@ class Dashboard:
         if self.chain.meter(meter_id) is None:
             raise ApiError(NOT_FOUND, f"no meter {meter_id.hex()}")
         limit = _limit(request, 96, self.index.readings_per_meter)
+        self._follow_from_now()
         await self.index.current()
         return _json({"meter_id": meter_id.hex(), "indexed_from": self.index.low_height,
                       "readings": [{"interval_start": p.interval_start, "interval_s": p.interval_s,
@@ -308,6 +313,7 @@ class Dashboard:
         """Order book depth by price level, the best orders, open offers and the most recent trades: each
         one page, read by id (the book's first orders; the digest's last offers and trades)."""
         limit = _limit(request, 20, MAX_PAGE)
+        self._follow_from_now()
         await self.index.current()
         chain = self.chain
         buys, sells = _book(chain)

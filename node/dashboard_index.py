@@ -2,7 +2,8 @@
 
 The charts need series that no stored index holds (Wh per hour, a meter's readings in order), and the
 dashboard must never scan the whole chain per request. So the node keeps one bounded digest of the
-last `max_blocks` canonical blocks in memory, brought up to date after every new head:
+last `max_blocks` canonical blocks in memory, from the dashboard's first visit on (node/dashboard.py),
+brought up to date after every new head:
 
 * per hour of **block time**: Wh minted, consumed, redeemed and settled, as the change of the ledger's
   global counters (`Globals`) over each block. The counters before a block are in its undo data, so the

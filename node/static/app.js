@@ -465,8 +465,8 @@ async function energyPage(gen) {
          fmt: (v) => Number(v).toLocaleString("en-US", {maximumFractionDigits: 2}),
          values: bl.map((b) => b.surplus_w === null ? null : Math.max(0, b.surplus_w))},
       ]),
-      h("p", {class: "muted", text: "The surplus signal is not on chain: blank for blocks that came before this node " +
-        "started. A shortage (≤ 0 W) mines at the genesis minimum difficulty."})),
+      h("p", {class: "muted", text: "The surplus signal is not on chain: blank for blocks that came before this " +
+        "node's dashboard was first opened. A shortage (≤ 0 W) mines at the genesis minimum difficulty."})),
     panel("Proof-of-work difficulty per block",
       lineChart("chart-difficulty", bl.map((b) => String(b.height)), "block height", [
         {name: "difficulty", color: "var(--difficulty)", values: bl.map((b) => b.difficulty), axis: "left", fmt: fmt.int}]),
