@@ -123,10 +123,11 @@ class DashboardIndex:
                 if await self._extend():
                     return
 
-    async def current(self) -> None:
-        """Up to date for a request: extend to the head unless a walk is already running (a first walk of
-        a long chain takes a while; a request then gets the digest as it is, with its covered range)."""
-        if not self._lock.locked():
+    async def current(self, wait_blocks: int = 2000) -> None:
+        """Up to date for a request, unless that means a long walk (more than `wait_blocks` new blocks,
+        about two seconds) or a walk is already running: the request then gets the digest as it is, with
+        the range it covers, while the node's follower task walks on."""
+        if not self._lock.locked() and self.chain.height - self.top_height <= wait_blocks:
             await self.refresh()
 
     async def _extend(self) -> bool:

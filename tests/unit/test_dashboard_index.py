@@ -104,3 +104,13 @@ def test_bounds_hold() -> None:
     day(net, chain, meters, 6)
     refresh(index)
     assert index.low_height == chain.height - 3 and index.top_height == chain.height
+
+
+def test_a_request_does_not_wait_for_a_long_walk() -> None:
+    net, chain, meters = setup()
+    day(net, chain, meters, 6)
+    index = DashboardIndex(chain)
+    asyncio.run(index.current(wait_blocks=5))
+    assert index.top_hash is None  # six new blocks: left to the follower, the request goes on
+    asyncio.run(index.current(wait_blocks=6))
+    assert_matches_chain(index, chain)
