@@ -22,10 +22,10 @@ functional: $(STAMP)
 	$(BIN)/python -m pytest -q tests/functional
 
 devnet: $(STAMP)
-	$(BIN)/kwh-devnet up
+	$(BIN)/kwh-devnet up $(DEVNET_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python -m bench $(if $(QUICK),--quick,)
+	$(BIN)/python -m bench $(if $(QUICK),--quick,) $(if $(SECTION),--only $(SECTION),)
 
 clean:
 	rm -rf $(VENV) devnet-data .pytest_cache

@@ -5,6 +5,8 @@ node over keep-alive connections; accepted per second, and submit-to-inclusion l
 by a watcher that follows new blocks.
 sync: a chain of blocks built offline into one node's data dir; a fresh observer syncs it from that
 node, in blocks and transactions per second (compared with transfer_apply on the same mix).
+finality: four authority nodes vote; one transfer a block interval, each followed from inclusion to
+finality (blocks and seconds, p50 and p90), and the share of block space the votes take.
 """
 from __future__ import annotations
 
@@ -239,8 +241,90 @@ def sync(quick: bool, transfer_apply_per_s: float, parallel_per_s: float) -> dic
             "sync_verify_workers_ratio": txcount / pool_s / parallel_per_s}
 
 
+# ---------------------------------------------------------------------------------------- finality
+
+
+async def _follow_finality(urls: list[str], sender: AccountKey, chain_id: str, count: int,
+                           interval_s: float) -> dict[str, Any]:
+    """Post one transfer an interval to the nodes in turn; note when each is included and when final."""
+    included: dict[bytes, tuple[float, int]] = {}
+    final: dict[bytes, tuple[float, int]] = {}
+    async with aiohttp.ClientSession() as session:
+        for url in urls:
+            await wait_status(session, url, lambda s: s["finalized_height"] >= 1, 120)
+        pending: list[bytes] = []
+        next_post = time.perf_counter()
+        posted = 0
+        deadline = time.perf_counter() + count * interval_s + 60
+        while (posted < count or pending) and time.perf_counter() < deadline:
+            now = time.perf_counter()
+            if posted < count and now >= next_post:
+                tx = sign_tx(sender, chain_id, posted, 1000, Transfer(sender.address, 1))
+                async with session.post(urls[posted % len(urls)] + "/tx", data=encode_tx(tx), headers=MSGPACK) as r:
+                    if r.status == 200:
+                        pending.append(tx.txid)
+                posted += 1
+                next_post += interval_s
+            url = urls[0]
+            async with session.get(url + "/status") as resp:
+                head = (await resp.json())["height"]
+            for txid in list(pending):
+                async with session.get(f"{url}/tx/{txid.hex()}") as resp:
+                    answer = await resp.json()
+                if answer.get("status") == "included":
+                    included.setdefault(txid, (time.perf_counter(), answer["height"]))
+                    if answer.get("final"):
+                        final[txid] = (time.perf_counter(), head)
+                        pending.remove(txid)
+            await asyncio.sleep(0.05)
+        votes = txs = 0
+        async with session.get(urls[0] + "/status") as resp:
+            top = (await resp.json())["height"]
+        for h in range(max(1, top - 30), top + 1):
+            async with session.get(f"{urls[0]}/blocks/{h}") as resp:
+                block = await resp.json()
+            txs += len(block["txs"])
+            votes += sum(1 for t in block["txs"] if t["kind"] == "vote")
+    seconds = sorted(final[t][0] - included[t][0] for t in final)
+    blocks = sorted(final[t][1] - included[t][1] for t in final)
+    n = len(seconds)
+    return {"finality_txs": n, "finality_lag_p50_s": seconds[n // 2] if n else float("nan"),
+            "finality_lag_p90_s": seconds[int(n * 0.9) - 1] if n else float("nan"),
+            "finality_lag_p50_blocks": blocks[n // 2] if n else float("nan"),
+            "finality_lag_p90_blocks": blocks[int(n * 0.9) - 1] if n else float("nan"),
+            "finality_lag_p50_intervals": (seconds[n // 2] / interval_s) if n else float("nan"),
+            "votes_per_block": votes / 31, "vote_share_of_txs": votes / txs if txs else float("nan")}
+
+
+def finality(quick: bool) -> dict[str, Any]:
+    """Four authorities, 1 s blocks: how long from inclusion to finality (goal: p50 within 3 intervals)."""
+    root = Path(tempfile.mkdtemp(prefix="kwh-bench-finality-"))
+    block_interval_ms = 1000
+    auths = [AccountKey.generate() for _ in range(4)]
+    sender = AccountKey.generate()
+    genesis = Genesis("kwh-bench-finality", int(time.time() * 1000) - 5000, tuple(a.public for a in auths),
+                      allocations=((sender.address, 10**6 * COIN),), min_difficulty=16,
+                      block_interval_ms=block_interval_ms)
+    gpath = root / "genesis.json"
+    genesis.save(gpath)
+    nodes = [NodeProcess(root, f"auth{i}", gpath, key, []) for i, key in enumerate(auths)]
+    for node in nodes:
+        node.args += ["--peers", ",".join(n.url for n in nodes if n is not node), "--mine-workers", "1"]
+        node.start()
+    try:
+        result = asyncio.run(_follow_finality([n.url for n in nodes], sender, genesis.chain_id,
+                                              15 if quick else 40, block_interval_ms / 1000))
+    finally:
+        for node in nodes:
+            node.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    result["finality_block_interval_ms"] = block_interval_ms
+    return result
+
+
 def run(quick: bool, transfer_apply_per_s: float, parallel_per_s: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     out.update(http_submit(quick))
     out.update(sync(quick, transfer_apply_per_s, parallel_per_s))
+    out.update(finality(quick))
     return out

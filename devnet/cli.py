@@ -1,6 +1,6 @@
 """`kwh-devnet`: a local network of nodes with simulated smart meters and market agents.
 
-    kwh-devnet up     [--nodes 3] [--observers 1] [--meters 24] [--dir ./devnet-data] [--base-port 8701]
+    kwh-devnet up     [--nodes 4] [--observers 1] [--meters 24] [--dir ./devnet-data] [--base-port 8701]
                       [--speed 120] [--duration S] [--no-market] [--tamper] ...
     kwh-devnet status [--dir ./devnet-data]
     kwh-devnet down   [--dir ./devnet-data]
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -25,13 +26,20 @@ import click
 from rich.console import Console
 from rich.live import Live
 
+from node.keyfile import write_private
+from wallet.client import DEFAULT_NODE
+
 from .client import NodeUnavailable
-from .genesis import DEFAULT_BASE_PORT, DEFAULT_CHAIN_ID, INTERVAL_MODES, create_devnet
+from .genesis import (DEFAULT_AUTHORITIES, DEFAULT_BASE_PORT, DEFAULT_CHAIN_ID, DEFAULT_PERSONS, INTERVAL_MODES, PERSON,
+                      create_devnet)
 from .layout import INDEX, Devnet, LayoutError
 from .nodes import NodeStartError, Supervisor, running_nodes, running_supervisor, stop_devnet
 from .run import DevnetRun, RunOptions
+from .upgrade import UpgradeError, upgrade_data_dirs
 
 DEFAULT_DIR = "./devnet-data"
+ENV_DIR = "KWH_DEVNET_DIR"  # so `kwh-devnet status` and `down` find the devnet `make devnet` started elsewhere
+ENV_BASE_PORT = "KWH_DEVNET_BASE_PORT"
 EXIT_ERROR = 1
 EXIT_CHECKS = 3
 
@@ -43,6 +51,47 @@ class Stop(Exception):
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     click.echo(f"kwh-devnet: error: {message}", err=True)
     sys.exit(code)
+
+
+class Out:
+    """Printing that survives a closed pipe (`make devnet | tee log`, then Ctrl-C kills tee first): after
+    the first broken write, output goes nowhere and the devnet still stops in order and writes its summary."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.broken = False
+        self.ran = False  # the run began (it writes the summary however it ends)
+
+    def print(self, text: str) -> None:
+        if self.broken:
+            return
+        try:
+            self.console.print(text, highlight=False, markup=False, soft_wrap=not self.console.is_terminal)
+            self.console.file.flush()
+        except (OSError, ValueError, SystemExit):  # rich turns a broken pipe into SystemExit(1)
+            self.broken = True
+            try:
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the interpreter's exit flush
+            except OSError:
+                pass
+
+
+def next_steps(directory: Path, devnet: Devnet) -> list[str]:
+    """What to type in another terminal: the README's first steps, with this devnet's paths and ports."""
+    venv_bin = Path(sys.executable).parent
+    local_venv = Path.cwd() / ".venv" / "bin"
+    activate = ".venv/bin/activate" if local_venv.exists() and local_venv.resolve() == venv_bin.resolve() \
+        else str(venv_bin / "activate")
+    person = next((w.name for w in devnet.wallets if w.role == PERSON), None)
+    node = devnet.nodes[0].url
+    lines = [f"in another terminal, in {Path.cwd()}:",
+             f"  . {activate}    (puts kwh-devnet and kwh-wallet on PATH)",
+             "  kwh-devnet status" + ("" if str(directory) in (DEFAULT_DIR, DEFAULT_DIR[2:]) else f" --dir {directory}"),
+             "  kwh-wallet " + ("" if node == DEFAULT_NODE else f"--node {node} ") + "status"]
+    if person:
+        lines.append(f"  kwh-wallet import-key {directory}/keys/wallets/{person}.json --name {person}"
+                     "    (person-NN wallets: no market agent touches them)")
+    return lines
 
 
 def plural(n: int, word: str) -> str:
@@ -74,17 +123,19 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--nodes", "authorities", type=click.IntRange(1, 32), default=3, show_default=True,
-              help="authority nodes (block producers)")
+@click.option("--nodes", "authorities", type=click.IntRange(1, 32), default=DEFAULT_AUTHORITIES, show_default=True,
+              help="authority nodes (block producers; with 4, one may fail and blocks still finalize)")
 @click.option("--observers", type=click.IntRange(0, 32), default=1, show_default=True, help="observer nodes")
 @click.option("--meters", type=click.IntRange(0, 10_000), default=24, show_default=True,
               help="simulated meters (rooftop solar, households, prosumers)")
 @click.option("--traders", type=click.IntRange(0, 100), default=2, show_default=True,
               help="funded wallets without a meter (market traders)")
+@click.option("--persons", type=click.IntRange(0, 100), default=DEFAULT_PERSONS, show_default=True,
+              help="funded wallets for people (person-01, ...): no meter, no market agent touches them")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DIR,
-              show_default=True, help="devnet directory (reused if it exists)")
+              show_default=True, envvar=ENV_DIR, help=f"devnet directory (reused if it exists; or ${ENV_DIR})")
 @click.option("--base-port", type=click.IntRange(1, 65535), default=DEFAULT_BASE_PORT, show_default=True,
-              help="first node's port on 127.0.0.1; the others follow")
+              envvar=ENV_BASE_PORT, help=f"first node's port on 127.0.0.1; the others follow (or ${ENV_BASE_PORT})")
 @click.option("--speed", type=click.FloatRange(min=0.001), default=120.0, show_default=True,
               help="simulated seconds per real second (the simulation never passes real time)")
 @click.option("--history-hours", type=click.FloatRange(min=0), default=None,
@@ -112,20 +163,21 @@ def cli() -> None:
 @click.option("--check", is_flag=True,
               help="with --duration/--sim-hours: exit 3 if a final check fails (minted = sent, tamper reasons, heads)")
 @click.pass_context
-def up(ctx: click.Context, authorities: int, observers: int, meters: int, traders: int, directory: Path,
+def up(ctx: click.Context, authorities: int, observers: int, meters: int, traders: int, persons: int, directory: Path,
        base_port: int, speed: float, history_hours: float | None, duration: float | None, sim_hours: float | None,
        market: bool, tamper: bool, seed: int | None, chain_id: str, block_interval_ms: int, min_difficulty: int,
        interval: str, window_s: float, restart: bool, log_level: str, check: bool) -> None:
     """Start (or resume) the devnet: nodes, meters and market, with a live view. Ctrl-C stops everything."""
     console = Console(stderr=False)
+    out = Out(console)
     try:
         if (directory / INDEX).exists():
             devnet = Devnet.load(directory)
-            ignored = [f"--{n.replace('_', '-')}" for n in ("authorities", "observers", "meters", "traders",
+            ignored = [f"--{n.replace('_', '-')}" for n in ("authorities", "observers", "meters", "traders", "persons",
                                                             "chain_id", "block_interval_ms", "min_difficulty",
                                                             "interval")
                        if _explicit(ctx, n)]
-            console.print(f"reusing the devnet in {directory} ({plural(len(devnet.authorities), 'authority')}, "
+            out.print(f"reusing the devnet in {directory} ({plural(len(devnet.authorities), 'authority')}, "
                           f"{plural(len(devnet.observers), 'observer')}, {plural(len(devnet.meters), 'meter')})"
                           + (f"; ignoring {', '.join(ignored)}" if ignored else ""))
             if _explicit(ctx, "base_port") and devnet.nodes and devnet.nodes[0].port != base_port:
@@ -133,10 +185,10 @@ def up(ctx: click.Context, authorities: int, observers: int, meters: int, trader
                 devnet.save()
         else:
             devnet = create_devnet(directory, authorities=authorities, observers=observers, meters=meters,
-                                   traders=traders, chain_id=chain_id, seed=seed, base_port=base_port,
+                                   traders=traders, persons=persons, chain_id=chain_id, seed=seed, base_port=base_port,
                                    block_interval_ms=block_interval_ms, min_difficulty=min_difficulty,
                                    interval=interval)
-            console.print(f"created a devnet in {directory}: {plural(authorities, 'authority')}, "
+            out.print(f"created a devnet in {directory}: {plural(authorities, 'authority')}, "
                           f"{plural(observers, 'observer')}, {plural(meters, 'meter')}, "
                           f"{plural(len(devnet.wallets), 'funded wallet')} (seed {devnet.seed})")
     except (LayoutError, ValueError, OSError) as exc:
@@ -149,6 +201,12 @@ def up(ctx: click.Context, authorities: int, observers: int, meters: int, trader
     if running_nodes(devnet):
         fail(f"nodes of {directory} are still running without their supervisor; "
              f"stop them with `kwh-devnet down --dir {directory}`")
+    try:  # data dirs of an older build: upgraded together before any node starts (devnet/upgrade.py)
+        upgraded = upgrade_data_dirs(devnet)
+    except (UpgradeError, OSError) as exc:
+        fail(f"cannot upgrade the node data dirs of {directory}: {exc}")
+    if upgraded:
+        console.print(upgraded)
     sup = Supervisor(devnet, log_level=log_level)
     busy = sup.busy_ports()
     if busy:
@@ -167,35 +225,53 @@ def up(ctx: click.Context, authorities: int, observers: int, meters: int, trader
         signal.signal(sig, raise_stop)
     summary: dict[str, Any] | None = None
     error: str | None = None
+    stopped_by = "signal"
     try:
-        console.print(f"starting {len(devnet.nodes)} nodes (logs in {directory / 'logs'}) ...")
+        out.print(f"starting {len(devnet.nodes)} nodes (logs in {directory / 'logs'}) ...")
         sup.start_all()
-        console.print(f"dashboard: {devnet.nodes[0].url}/  (every node serves one at its own url)", highlight=False)
-        summary = asyncio.run(_run(devnet, options, sup, console))
+        out.print(f"dashboard: {devnet.nodes[0].url}/  (every node serves one at its own url)")
+        for line in next_steps(directory, devnet):
+            out.print(line)
+        summary = asyncio.run(_run(devnet, options, sup, out))
     except Stop:
         pass
     except (NodeStartError, NodeUnavailable, LayoutError, ValueError, OSError) as exc:
-        error = str(exc)
+        error, stopped_by = str(exc), "error"
         logging.getLogger("devnet").exception("devnet failed")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)  # let the nodes stop in order
-        console.print("stopping nodes ...")
+        out.print("stopping nodes ...")
         sup.stop_all()
+        if not out.ran:
+            _write_early_summary(devnet, stopped_by, error)
     if error is not None:
         fail(error)
     if summary is not None:
         from .view import summary_lines
         for line in summary_lines(summary):
-            console.print(line, highlight=False, markup=False)
-        console.print(f"summary: {devnet.summary_path}")
+            out.print(line)
+        out.print(f"summary: {devnet.summary_path}")
         if check and (duration is not None or sim_hours is not None) and \
-                any(v is False for v in summary["checks"].values()):
+                any(v is False for v in [*summary["checks"].values(), *summary.get("ocmf", {}).get("checks", {}).values()]):
             sys.exit(EXIT_CHECKS)
 
 
-async def _run(devnet: Devnet, options: RunOptions, sup: Supervisor, console: Console) -> dict[str, Any]:
-    from .view import render
+def _write_early_summary(devnet: Devnet, stopped_by: str, error: str | None) -> None:
+    """The devnet stopped before its run began (Ctrl-C while the nodes started, or a node would not start):
+    the summary still says so."""
+    data = {"chain_id": devnet.chain_id, "stopped_by": stopped_by, "error": error, "phase": "starting",
+            "checks": {}}
+    try:
+        write_private(devnet.summary_path, (json.dumps(data, indent=2) + "\n").encode())
+    except OSError:
+        pass
+
+
+async def _run(devnet: Devnet, options: RunOptions, sup: Supervisor, out: Out) -> dict[str, Any]:
+    from .view import progress_line, render
+    console = out.console
+    out.ran = True
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -210,17 +286,13 @@ async def _run(devnet: Devnet, options: RunOptions, sup: Supervisor, console: Co
         if time.monotonic() - last[0] < 10 and r.phase != "stopped":
             return
         last[0] = time.monotonic()
-        heights = " ".join(f"{n['name']}={n.get('height', 'down')}" for n in r.nodes)
-        s = r.sim.stats
-        console.print(f"[{r.phase}] heights {heights} | readings {s.accepted}/{s.readings} on chain {s.confirmed} "
-                      f"| minted {r.energy.get('minted_wh')} Wh settled {r.energy.get('settled_wh')} Wh "
-                      f"| trades {dict(r.trades)}", highlight=False, markup=False)
+        out.print(progress_line(r))
     return await run.run(stop, line)
 
 
 @cli.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DIR,
-              show_default=True, help="devnet directory")
+              show_default=True, envvar=ENV_DIR, help=f"devnet directory (or ${ENV_DIR})")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status(directory: Path, as_json: bool) -> None:
     """Print the nodes' status table. Exit code 0 if every node answers, 1 otherwise."""
@@ -254,7 +326,7 @@ def status(directory: Path, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DIR,
-              show_default=True, help="devnet directory")
+              show_default=True, envvar=ENV_DIR, help=f"devnet directory (or ${ENV_DIR})")
 def down(directory: Path) -> None:
     """Stop a running devnet (its supervisor and nodes, found through the pid file)."""
     try:
@@ -262,10 +334,58 @@ def down(directory: Path) -> None:
     except LayoutError as exc:
         fail(str(exc))
     found, killed = stop_devnet(devnet)
+    from .governance import stop_extra_nodes
+    extra = stop_extra_nodes(devnet)
+    found = found or bool(extra)
     if not found:
         click.echo(f"no devnet running in {directory}")
         return
     click.echo(f"stopped the devnet in {directory}" + (f" (killed {', '.join(killed)})" if killed else ""))
+
+
+@cli.group()
+def authority() -> None:
+    """Add or remove an authority of a running devnet (the devnet's authorities vote; the change applies
+    once the block where it passed is final)."""
+
+
+@authority.command("add")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DIR,
+              show_default=True, envvar=ENV_DIR, help=f"devnet directory (or ${ENV_DIR})")
+@click.option("--name", default=None, help="name of the new node (default: the next authN)")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="seconds to wait for the change")
+def authority_add(directory: Path, name: str | None, timeout: float) -> None:
+    """Start a new authority node: a new key, votes by the authorities, the node syncs and proposes in turn."""
+    from .governance import add_authority, wait_member
+    try:
+        devnet = Devnet.load(directory)
+        spec, _proc = add_authority(devnet, name)
+    except (LayoutError, NodeStartError, OSError) as exc:
+        fail(str(exc))
+    click.echo(f"started {spec.name} at {spec.url} (node key {spec.public}); the authorities voted to add it")
+    if not wait_member(devnet, spec.public, True, timeout):
+        fail(f"{spec.name} is not an authority after {timeout:.0f} s (is finality advancing? see "
+             f"`kwh-devnet status`)")
+    click.echo(f"{spec.name} is an authority (the block where the vote passed is final); it proposes in its turn")
+
+
+@authority.command("remove")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DIR,
+              show_default=True, envvar=ENV_DIR, help=f"devnet directory (or ${ENV_DIR})")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="seconds to wait for the change")
+def authority_remove(name: str, directory: Path, timeout: float) -> None:
+    """Vote an authority out (the others vote); its node keeps following the chain but no longer proposes."""
+    from .governance import remove_authority, wait_member
+    try:
+        devnet = Devnet.load(directory)
+        remove_authority(devnet, name)
+        public = devnet.node(name).public
+    except (LayoutError, OSError) as exc:
+        fail(str(exc))
+    if not wait_member(devnet, public, False, timeout):
+        fail(f"{name} is still an authority after {timeout:.0f} s (is finality advancing?)")
+    click.echo(f"{name} is no longer an authority: its blocks and votes are refused from now on")
 
 
 def main() -> None:

@@ -31,8 +31,15 @@ MIX = (SOLAR, HOUSEHOLD, PROSUMER, HOUSEHOLD, SOLAR, HOUSEHOLD, PROSUMER, SOLAR)
 LEDGER_KIND = {SOLAR: GENERATION, HOUSEHOLD: CONSUMPTION, PROSUMER: BOTH}
 SOURCE = {SOLAR: "solar", HOUSEHOLD: "grid", PROSUMER: "solar"}
 WALLET_ROLE = {SOLAR: "producer", HOUSEHOLD: "consumer", PROSUMER: "prosumer"}
+PERSON = "person"  # a funded wallet for people at the keyboard: no meter, and no market agent touches it
+DEFAULT_AUTHORITIES = 4  # one may fail and blocks still finalize
+DEFAULT_PERSONS = 3
 INTERVAL_MODES = ("900", "1800", "mixed")
 
+
+# How far back a new devnet's genesis is dated: the simulated clock starts at yesterday's local midnight
+# (at most 48 h ago), and a meter mints nothing from before its enrollment at genesis.
+HISTORY_S = 2 * 86400 + 3600
 
 def interval_for(index: int, mode: str) -> int:
     """15-minute meters (next generation), 30-minute meters (today's Japanese meters), or a mix: every
@@ -45,18 +52,22 @@ def interval_for(index: int, mode: str) -> int:
     return value
 
 
-def create_devnet(root: str | Path, authorities: int = 3, observers: int = 1, meters: int = 24, traders: int = 2,
+def create_devnet(root: str | Path, authorities: int = DEFAULT_AUTHORITIES, observers: int = 1, meters: int = 24,
+                  traders: int = 2, persons: int = DEFAULT_PERSONS,
                   chain_id: str = DEFAULT_CHAIN_ID, seed: int | None = None, block_interval_ms: int = 2000,
                   min_difficulty: int = 256, min_fee: int = 1000, base_port: int = DEFAULT_BASE_PORT,
                   host: str = "127.0.0.1", interval: str = "mixed", wallet_coin: int = DEFAULT_COIN,
                   authority_coin: int = AUTHORITY_COIN, site: Site = Site(),
-                  timestamp_ms: int | None = None) -> Devnet:
-    """Write a new devnet directory and return its index. Refuses a directory that already has one."""
+                  timestamp_ms: int | None = None, meters_from_s: int | None = None) -> Devnet:
+    """Write a new devnet directory and return its index. Refuses a directory that already has one.
+    Genesis is dated HISTORY_S back by default, so the simulated history (yesterday from local midnight)
+    comes after every meter's enrollment; `meters_from_s` lets the genesis meters start earlier (at most
+    ledger.genesis.MAX_GENESIS_BACKFILL_S before genesis)."""
     root = Path(root)
     if (root / INDEX).exists():
         raise LayoutError(f"{root} already holds a devnet ({INDEX}); reuse it or choose another --dir")
-    if authorities < 1 or observers < 0 or meters < 0 or traders < 0:
-        raise LayoutError("need at least one authority; observers, meters and traders cannot be negative")
+    if authorities < 1 or observers < 0 or meters < 0 or traders < 0 or persons < 0:
+        raise LayoutError("need at least one authority; observers, meters, traders and persons cannot be negative")
     if interval not in INTERVAL_MODES:
         raise LayoutError(f"interval must be one of {', '.join(INTERVAL_MODES)}")
     if seed is None:
@@ -103,16 +114,19 @@ def create_devnet(root: str | Path, authorities: int = 3, observers: int = 1, me
                          source=SOURCE[kind], rated_w=profile.rated_w, interval_s=interval_s, pv_w=profile.pv_w,
                          load_scale=profile.load_scale, home=nodes[i % len(nodes)].name)
         meter_specs.append(spec)
+        first_start = None if meters_from_s is None else -(-meters_from_s // interval_s) * interval_s
         genesis_meters.append(GenesisMeter(mkey.public, wallet_keys[-1].address, spec.kind, spec.rated_w,
-                                           interval_s, spec.source))
+                                           interval_s, spec.source, first_start))
     for i in range(traders):
         add_wallet(f"trader-{i:02d}", "trader")
+    for i in range(persons):
+        add_wallet(f"person-{i + 1:02d}", PERSON)
 
     allocations = [(k.address, wallet_coin) for k in wallet_keys]
     if authority_coin:
         allocations += [(k.address, authority_coin) for k in node_keys[:authorities]]
     if timestamp_ms is None:
-        timestamp_ms = int(time.time() * 1000) - block_interval_ms
+        timestamp_ms = (int(time.time()) - HISTORY_S) // 1800 * 1800 * 1000
     genesis = Genesis(chain_id=chain_id, timestamp_ms=timestamp_ms,
                       authorities=tuple(k.public for k in node_keys[:authorities]),
                       observers=tuple(k.public for k in node_keys[authorities:]),

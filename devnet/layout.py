@@ -62,7 +62,7 @@ class NodeSpec:
 @dataclass
 class WalletSpec:
     name: str
-    role: str  # producer, consumer, prosumer, trader
+    role: str  # producer, consumer, prosumer, trader (market agents); person (for people, no agent)
     address: str
     key_file: str
     coin: int  # genesis allocation, base units

@@ -9,7 +9,12 @@ Roles (from the wallet's meter, devnet/genesis.py):
   * prosumers sell what they do not need and redeem their own Wh against their own night-time
     consumption (tokens as storage);
   * traders buy on offers and the book and resell with a markup, and sometimes hand Wh to a consumer.
-Agents cancel offers nobody took and orders that rested too long. Offers' windows are in real time (the
+Agents cancel offers nobody took and orders that rested too long.
+
+Agents trade only with each other and only at sane prices: they never accept an offer, or place an order
+that would fill against one, from a wallet that is not an agent (the `person-NN` wallets are for people and
+stay untouched), and they accept offers and cross the book only at prices within PRICE_BAND of the market
+price (25 coin/kWh): an offer at 500 coin/kWh is absurd and is left alone. Offers' windows are in real time (the
 ledger judges them by block time), a few ticks long.
 
 Each tick an agent reads its account (and the shared open offers, open trades and order book), decides
@@ -27,6 +32,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger.fees import required_fee
 from ledger.keys import AccountKey, parse_address
 from ledger.tx import (BUY, COIN, SELL, AcceptOffer, Body, CancelOffer, CancelOrder, Deliver, PlaceOrder, PostOffer,
                        Redeem, TransferWh, encode_tx, sign_tx)
@@ -37,6 +43,8 @@ from .layout import Devnet
 log = logging.getLogger("devnet.market")
 
 BASE_PRICE_PER_WH = 25 * COIN // 1000  # 25 coin per kWh
+PRICE_BAND = (0.5, 1.3)  # agents buy only between these multiples of the market price
+AGENT_ROLES = ("producer", "consumer", "prosumer", "trader")
 PARTIAL_DELIVERY_EVERY = 4  # one trade in four is delivered only half (the buyer is refunded the rest)
 BODY_KIND = {PostOffer: "post_offer", AcceptOffer: "accept_offer", Deliver: "deliver", CancelOffer: "cancel_offer",
              PlaceOrder: "place_order", CancelOrder: "cancel_order", Redeem: "redeem", TransferWh: "transfer_wh"}
@@ -111,11 +119,12 @@ class Market:
         homes = {m.owner_wallet: m.home for m in devnet.meters}
         names = [n.name for n in devnet.nodes]
         self.agents = []
-        for i, w in enumerate(devnet.wallets):
+        for i, w in enumerate(w for w in devnet.wallets if w.role in AGENT_ROLES):
             home = names.index(homes[w.name]) if homes.get(w.name) in names else i % len(names)
             self.agents.append(Agent(w.name, w.role, devnet.wallet_key(w.name), home,
                                      random.Random(f"{seed}/{w.name}")))
         self.consumers = [a.address for a in self.agents if a.role == "consumer"]
+        self.agent_addresses = frozenset(a.address for a in self.agents)
         self.stats = MarketStats()
         self.trading = True
         self._rng = random.Random(f"{seed}/market")
@@ -174,7 +183,7 @@ class Market:
         nonce = int(acct["next_nonce"])
         for body in bodies:
             kind = BODY_KIND[type(body)]
-            tx = sign_tx(agent.key, self.devnet.chain_id, nonce, self.min_fee, body)
+            tx = sign_tx(agent.key, self.devnet.chain_id, nonce, required_fee(self.min_fee, body), body)
             self.stats.sent[kind] += 1
             try:
                 _i, status, data = await self.pool.post_tx(encode_tx(tx), agent.home)
@@ -190,6 +199,18 @@ class Market:
             nonce += 1
 
     # decisions ------------------------------------------------------------------------------------
+    @staticmethod
+    def fair(price_per_wh: int) -> bool:
+        """A price an agent would pay: within PRICE_BAND of the market price."""
+        low, high = PRICE_BAND
+        return BASE_PRICE_PER_WH * low <= price_per_wh <= BASE_PRICE_PER_WH * high
+
+    def _would_fill_person(self, side: str, price: int, view: View) -> bool:
+        """Would an order at `price` match a resting order of a wallet that is not an agent?"""
+        if side == BUY:
+            return any(o["owner"] not in self.agent_addresses and o["price_per_wh"] <= price for o in view.sells)
+        return any(o["owner"] not in self.agent_addresses and o["price_per_wh"] >= price for o in view.buys)
+
     def plan(self, agent: Agent, acct: dict[str, Any], view: View) -> list[Body]:
         """The agent's transactions for this tick (pure: depends on the view and the agent's generator)."""
         rng = agent.rng
@@ -228,8 +249,10 @@ class Market:
                 free -= amount
             if self.trading and free >= 100 and rng.random() < 0.35:
                 amount = max(50, min(2000, int(free * 0.2)))
-                out.append(PlaceOrder(SELL, amount, int(BASE_PRICE_PER_WH * rng.uniform(0.9, 1.2))))
-                wh -= amount
+                price = int(BASE_PRICE_PER_WH * rng.uniform(0.9, 1.2))
+                if not self._would_fill_person(SELL, price, view):
+                    out.append(PlaceOrder(SELL, amount, price))
+                    wh -= amount
             for o in my_offers:  # nobody wanted it: withdraw
                 if o["remaining"] == o["wh"] and view.height - o["height"] > self.stale_blocks // 2 \
                         and rng.random() < 0.3:
@@ -248,6 +271,7 @@ class Market:
             appetite = 3000 if agent.role == "trader" else 0
             need = max(0, uncovered - wh) + appetite - incoming - resting
             offers = sorted((o for o in view.offers if o["seller"] != me and o["remaining"] > 0
+                             and o["seller"] in self.agent_addresses and self.fair(o["price_per_wh"])
                              and o["window_end"] > view.now + 4 * self.block_interval_s + 2),
                             key=lambda o: (o["price_per_wh"], rng.random()))
             if need > 50 and offers:
@@ -260,17 +284,18 @@ class Market:
                     need -= amount
             if need > 50 and rng.random() < 0.35:
                 amount = min(need, 1500)
-                best_ask = view.sells[0]["price_per_wh"] if view.sells else None
-                if best_ask is not None and rng.random() < 0.6:
+                asks = [o["price_per_wh"] for o in view.sells if o["owner"] in self.agent_addresses]
+                best_ask = min(asks) if asks else None
+                if best_ask is not None and self.fair(best_ask) and rng.random() < 0.6:
                     price = best_ask  # cross the spread: fills at once
                 else:
                     price = int(BASE_PRICE_PER_WH * rng.uniform(0.8, 1.0))  # rest on the book
-                if amount * price + 4 * fee <= coin:
+                if amount * price + 4 * fee <= coin and not self._would_fill_person(BUY, price, view):
                     out.append(PlaceOrder(BUY, amount, price))
                     coin -= amount * price
 
         if agent.role == "trader" and self.trading and wh > 0:
-            if rng.random() < 0.3:
+            if rng.random() < 0.3 and not self._would_fill_person(SELL, int(BASE_PRICE_PER_WH * 1.1), view):
                 amount = min(wh, 1000)
                 out.append(PlaceOrder(SELL, amount, int(BASE_PRICE_PER_WH * 1.1)))
                 wh -= amount

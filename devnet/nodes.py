@@ -11,17 +11,19 @@ is never hit.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
 from node.keyfile import write_private
 
@@ -64,6 +66,25 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+@contextlib.contextmanager
+def signals_deferred(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Hold stop signals while a node process is spawned, then deliver them: a handler that raises (Ctrl-C
+    in `kwh-devnet up`) must not fire inside Popen, where the child would run on without anyone holding its
+    pid to stop it. Handlers are per process and reset by exec, so the child is unaffected."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum)) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        for sig in caught:
+            signal.raise_signal(sig)
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = STOP_TIMEOUT_S) -> None:
@@ -148,9 +169,10 @@ class NodeProc:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
         env.pop("KWH_ADMIN_TOKEN", None)
-        self.proc = subprocess.Popen(self.args(), cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-        self.starts += 1
+        with signals_deferred():
+            self.proc = subprocess.Popen(self.args(), cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            self.starts += 1
 
     def ready(self) -> bool:
         try:

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .client import NodePool, NodeUnavailable
+from ledger.keys import parse_address
 from node.keyfile import write_private
 
 from .layout import Devnet
 from .market import Market
 from .meters import SimClock
 from .nodes import Supervisor
+from .ocmf import OcmfFleet
 from .simulator import Simulator
 from .tamper import EXPECTED
 
@@ -62,9 +64,15 @@ class DevnetRun:
         self.supervisor = supervisor
         self.pool = NodePool(devnet.urls, timeout_s=5.0)
         self.status_pool = NodePool(devnet.urls, timeout_s=2.0)
-        self.clock = SimClock(sim_start(devnet, options.history_s), options.speed)
+        # never before genesis: the meters are enrolled there, and nothing before it can mint
+        genesis_s = devnet.genesis().timestamp_ms / 1000
+        self.clock = SimClock(max(sim_start(devnet, options.history_s), genesis_s), options.speed)
         self.sim = Simulator(devnet, self.pool, self.clock, tamper=options.tamper, span_s=options.sim_span_s,
                              seed=options.seed)
+        self.ocmf = OcmfFleet(self.pool, devnet.node_key(devnet.authorities[0].name),
+                              [parse_address(w.address) for w in devnet.wallets], devnet.genesis().min_fee,
+                              devnet.path("ocmf"), tamper=options.tamper, seed=options.seed)
+        self.ocmf_minted: dict[str, int] | None = None
         self.market = Market(devnet, self.pool, seed=options.seed, tick_s=options.market_tick_s,
                              window_s=options.window_s) if options.market else None
         self.nodes: list[dict[str, Any]] = [{"name": n.name, "role": n.role, "url": n.url, "up": False}
@@ -77,6 +85,8 @@ class DevnetRun:
         self.paused_restarts: set[str] = set()  # nodes stopped on purpose (tests): not restarted
         self._next_restart: dict[str, float] = {}
         self._next_full_trades = 0.0
+        self.stopped_by = "running"  # then: duration, sim-hours, signal, error
+        self.agreement: dict[str, Any] = {}
 
     # monitor --------------------------------------------------------------------------------------
     async def poll(self) -> None:
@@ -91,6 +101,7 @@ class DevnetRun:
                 return dict(base, up=False)
             peers = data.get("peers") or []
             return dict(base, up=True, height=data.get("height"), head=data.get("head"),
+                        finalized=data.get("finalized_height"),
                         mempool=data.get("mempool"), syncing=data.get("syncing"),
                         peers=sum(1 for p in peers if p.get("connected", True)))
         self.nodes = list(await asyncio.gather(*(one(i) for i in range(len(self.pool.urls)))))
@@ -138,7 +149,10 @@ class DevnetRun:
             self._restart_dead()
             await self.poll()
             if on_update is not None:
-                on_update(self)
+                try:
+                    on_update(self)
+                except Exception:  # noqa: BLE001 - the view must never stop the devnet
+                    log.exception("view update failed")
             try:
                 await asyncio.wait_for(stop.wait(), self.options.monitor_s)
             except asyncio.TimeoutError:
@@ -167,51 +181,114 @@ class DevnetRun:
 
     async def run(self, stop: asyncio.Event,
                   on_update: Callable[["DevnetRun"], None] | None = None) -> dict[str, Any]:
-        """Run until `stop` (abrupt) or the duration / simulated span (wind down); returns the summary."""
+        """Run until `stop` (abrupt) or the duration / simulated span (wind down); returns the summary.
+
+        The summary is written to summary.json however the run ends: wind-down, a signal, or an error in the
+        simulator or the agents (which is raised after the summary is written)."""
         self.started = time.time()
-        await self.wait_connected(stop)
-        await self.sim.prepare()
         workers_stop = asyncio.Event()
         monitor_stop = asyncio.Event()
-        tasks = [asyncio.create_task(self.sim.run(workers_stop))]
-        if self.market is not None:
-            tasks.append(asyncio.create_task(self.market.run(workers_stop)))
-        monitor = asyncio.create_task(self._monitor(monitor_stop, on_update))
-        self.phase = "running"
+        tasks: list[asyncio.Task[Any]] = []
+        monitor: asyncio.Task[Any] | None = None
         try:
+            await self.wait_connected(stop)
+            await self.sim.prepare()
+            await self.ocmf.prepare()
+            tasks.append(asyncio.create_task(self.sim.run(workers_stop)))
+            tasks.append(asyncio.create_task(self.ocmf.run(workers_stop)))
+            if self.market is not None:
+                tasks.append(asyncio.create_task(self.market.run(workers_stop)))
+            monitor = asyncio.create_task(self._monitor(monitor_stop, on_update))
+            self.phase = "running"
             while not stop.is_set() and not self._time_up():
                 await self._wait(stop, 0.2)
                 for t in tasks:
                     if t.done() and t.exception() is not None:
                         raise t.exception()  # type: ignore[misc]
-            if not stop.is_set():
+            if stop.is_set():
+                self.stopped_by = "signal"
+            else:
+                self.stopped_by = "sim-hours" if self.sim.finished else "duration"
                 self.phase = "winding down"
                 await self.wind_down(stop)
+        except BaseException:
+            self.stopped_by = "signal" if stop.is_set() else "error"
+            raise
         finally:
             workers_stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.phase = "stopped"
-            await self.poll()
             monitor_stop.set()
-            await asyncio.gather(monitor, return_exceptions=True)
+            if monitor is not None:
+                await asyncio.gather(monitor, return_exceptions=True)
+            summary = await self._final_summary()
             if on_update is not None:
-                on_update(self)
+                try:
+                    on_update(self)
+                except Exception:  # noqa: BLE001 - a closed terminal or pipe must not lose the summary
+                    log.exception("the last view update failed")
+        return summary
+
+    async def _final_summary(self) -> dict[str, Any]:
+        """Poll once more, check that the nodes agree, write summary.json; never raises for a node or a disk."""
+        try:
+            await self.poll()
+            self.agreement = await self.agree()
+        except Exception:  # noqa: BLE001 - the summary says what is known
+            log.exception("final poll failed")
+        try:
+            self.ocmf_minted = await self.ocmf.minted_on_chain()
+        except Exception:  # noqa: BLE001 - NodeUnavailable or a node's error: the summary says None
+            self.ocmf_minted = None
+        finally:
             await self.pool.close()
             await self.status_pool.close()
         summary = self.summary()
-        write_private(self.devnet.summary_path, (json.dumps(summary, indent=2) + "\n").encode())
+        try:
+            write_private(self.devnet.summary_path, (json.dumps(summary, indent=2) + "\n").encode())
+        except OSError:
+            log.exception("cannot write %s", self.devnet.summary_path)
         return summary
+
+    async def agree(self, bound_s: float = 15.0) -> dict[str, Any]:
+        """Do the nodes agree? They are compared at a common height (the lowest head among them), not at one
+        instant: a block still in flight to one node is no disagreement. A different block at the common
+        height may be a reorganisation under way, so it is asked again until `bound_s` has passed."""
+        deadline = time.monotonic() + bound_s
+        while True:
+            result = await self._compare_at_common_height()
+            if result["agree"] or time.monotonic() >= deadline:
+                return result
+            await asyncio.sleep(0.5)
+            await self.poll()
+
+    async def _compare_at_common_height(self) -> dict[str, Any]:
+        down = [n["name"] for n in self.nodes if not n.get("up")]
+        heights = [int(n["height"]) for n in self.nodes if n.get("up") and isinstance(n.get("height"), int)]
+        if down or not heights:
+            return {"agree": False, "height": None, "down": down}
+        height = min(heights)
+        hashes: dict[str, str | None] = {}
+        for i, n in enumerate(self.nodes):
+            try:
+                status, data = await self.status_pool.call(i, "GET", f"/blocks/{height}")
+            except NodeUnavailable:
+                status, data = 0, None
+            hashes[n["name"]] = data.get("hash") if status == 200 and isinstance(data, dict) else None
+        agree = len(set(hashes.values())) == 1 and None not in hashes.values()
+        return {"agree": agree, "height": height, "hashes": hashes}
 
     async def wind_down(self, stop: asyncio.Event) -> bool:
         """No new readings or trades; wait (at most drain_s) until readings are on chain, tamper rounds are
         done and every trade's window has ended and settled. True if everything settled in time."""
         self.sim.stop_emitting()
+        self.ocmf.stop_emitting()
         if self.market is not None:
             self.market.stop_trading()
         deadline = time.monotonic() + self.options.drain_s
         while not stop.is_set() and time.monotonic() < deadline:
             open_trades = await self._open_trades()
-            if self.sim.drained and open_trades == 0:
+            if self.sim.drained and self.ocmf.drained and open_trades == 0:
                 return True
             await self._wait(stop, 0.5)
         return False
@@ -232,15 +309,26 @@ class DevnetRun:
         except asyncio.TimeoutError:
             pass
 
+    def finality(self) -> dict[str, Any]:
+        """The highest finalized height among the nodes that answered, and how far the highest head is
+        ahead of it (blocks a fork could still take back)."""
+        up = [n for n in self.nodes if n.get("up") and n.get("finalized") is not None]
+        if not up:
+            return {"finalized_height": None, "lag_blocks": None}
+        finalized = max(int(n["finalized"]) for n in up)
+        return {"finalized_height": finalized, "lag_blocks": max(int(n["height"]) for n in up) - finalized}
+
     # summary --------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         stats = self.sim.stats
         minted = self.energy.get("minted_wh")
         minted_since = minted - stats.baseline_minted_wh if minted is not None else None
-        heads = {n.get("head") for n in self.nodes if n.get("up")}
+        if minted_since is not None:  # native meters part: the OCMF meters mint is checked on its own
+            minted_since -= sum(self.ocmf_minted.values()) if self.ocmf_minted is not None else 0
         return {
             "chain_id": self.devnet.chain_id,
             "elapsed_s": round(time.time() - self.started, 1),
+            "stopped_by": self.stopped_by,
             "options": {k: v for k, v in vars(self.options).items()},
             "nodes": self.nodes,
             "restarts": dict(self.restarts),
@@ -252,11 +340,14 @@ class DevnetRun:
             "simulator": stats.to_json(),
             "meters": self.sim.per_meter(),
             "market": self.market.stats.to_json() if self.market is not None else None,
+            "ocmf": self.ocmf.summary(self.ocmf_minted),
             "trades": dict(self.trades),
+            "agreement": self.agreement,
+            "finality": self.finality(),
             "tamper_untried": sorted(set(EXPECTED) - set(stats.tamper)) if self.options.tamper else None,
             "checks": {
                 "minted_equals_sent": minted_since == stats.export_wh_accepted and stats.pending == 0,
                 "tamper_each_own_reason": stats.tamper_ok() if self.options.tamper else None,
-                "nodes_agree": len(heads) == 1 and all(n.get("up") for n in self.nodes),
+                "nodes_agree": bool(self.agreement.get("agree")),
             },
         }

@@ -9,6 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from .profiles import Site, sun_elevation_sin
 from .run import DevnetRun
 from .tamper import EXPECTED
 
@@ -32,11 +33,52 @@ def joules(j: float | None) -> str:
     return f"{j / 3.6e6:,.3f} kWh"
 
 
+def sim_clock_text(t: float, site: Site, speed: float, caught_up: bool) -> str:
+    """The simulated time and what it means for the meters, in plain words (the same in a terminal and a pipe):
+    'simulated 2026-11-29 15:30 UTC (00:30 at the site, UTC+09:00; night: no solar) x120'."""
+    utc = datetime.fromtimestamp(t, timezone.utc)
+    offset = site.tz_offset_s
+    local = datetime.fromtimestamp(t, timezone(timedelta(seconds=offset)))
+    sign = "+" if offset >= 0 else "-"
+    zone = f"UTC{sign}{abs(offset) // 3600:02d}:{abs(offset) % 3600 // 60:02d}"
+    sun = sun_elevation_sin(t, site)
+    light = "night: no solar" if sun <= 0 else "low sun: little solar" if sun < 0.2 else "daylight: solar"
+    pace = "real time" if caught_up else f"x{speed:g}"
+    return f"simulated {utc:%Y-%m-%d %H:%M} UTC ({local:%H:%M} at the site, {zone}; {light}) {pace}"
+
+
+def progress_line(run: DevnetRun) -> str:
+    """One plain-text line of the run's state, for a log or a pipe: no markup, no Python reprs."""
+    s = run.sim.stats
+    heights = " ".join(f"{n['name']}={n.get('height', 'down')}" for n in run.nodes)
+    minted = run.energy.get("minted_wh")
+    this_run = minted - s.baseline_minted_wh if minted is not None else None
+    parts = [f"[{run.phase}] {sim_clock_text(s.sim_now or run.clock.now(), run.devnet.site, run.options.speed, run.clock.caught_up)}",
+             f"heights {heights}",
+             finality_text(run.finality()),
+             f"readings made {s.readings} accepted {s.accepted} on chain {s.confirmed}",
+             f"minted this run {kwh(this_run)}, settled {kwh(run.energy.get('settled_wh'))}"]
+    if run.market is not None:
+        parts.append(f"trades open {run.trades.get('open', 0)} delivered {run.trades.get('delivered', 0)} "
+                     f"settled {run.trades.get('settled', 0)}")
+    return " | ".join(parts)
+
+
+def finality_text(fin: dict[str, Any]) -> str:
+    """'finalized 120 (lag 2 blocks)': what no fork can take back any more, and how far the head is ahead."""
+    if fin.get("finalized_height") is None:
+        return "finalized -"
+    return f"finalized {fin['finalized_height']} (lag {fin['lag_blocks']} blocks)"
+
+
 def nodes_table(rows: list[dict[str, Any]], title: str = "nodes") -> Table:
-    t = Table(title=title, title_justify="left", expand=False)
-    for col in ("node", "role", "url", "state", "height", "head", "peers", "mempool"):
-        t.add_column(col, justify="right" if col in ("height", "peers", "mempool") else "left",
-                     overflow="fold")
+    """The nodes at a glance; fits 80 columns (address without 'http://', head's first 10 hex characters,
+    the role in the name: auth0, obs0; `final` is the node's finalized height)."""
+    t = Table(title=title, title_justify="left", expand=False, box=None, padding=(0, 1), pad_edge=False,
+              header_style="bold")
+    for col in ("node", "address", "state", "height", "final", "head", "peers", "mempool"):  # auth*/obs*: role
+        t.add_column(col, justify="right" if col in ("height", "final", "peers", "mempool") else "left",
+                     no_wrap=True)
     for r in rows:
         if r.get("up"):
             state = Text("syncing", style="yellow") if r.get("syncing") else Text("up", style="green")
@@ -44,21 +86,20 @@ def nodes_table(rows: list[dict[str, Any]], title: str = "nodes") -> Table:
             state = Text(f"exited {r['exit']}", style="red")
         else:
             state = Text("down", style="red")
-        t.add_row(r["name"], r["role"], r["url"], state, str(r.get("height", "-")), short(r.get("head")),
-                  str(r.get("peers", "-")), str(r.get("mempool", "-")))
+        t.add_row(r["name"], str(r["url"]).removeprefix("http://"), state, str(r.get("height", "-")),
+                  str(r.get("finalized", "-")), short(r.get("head"), 10), str(r.get("peers", "-")),
+                  str(r.get("mempool", "-")))
     return t
 
 
 def render(run: DevnetRun) -> Group:
     """The live view: nodes, meters and energy, market, tamper results."""
-    sim, stats, energy = run.sim, run.sim.stats, run.energy
-    tz = timezone(timedelta(seconds=run.devnet.site.tz_offset_s))
-    sim_now = datetime.fromtimestamp(stats.sim_now or run.clock.now(), tz)
+    stats, energy = run.sim.stats, run.energy
     elapsed = int(time.time() - run.started)
-    clock = "real time" if run.clock.caught_up else f"x{run.options.speed:g}"
     header = Text.assemble(("kwh-devnet", "bold"), f"  chain {run.devnet.chain_id}  {run.devnet.root}  ",
-                           (run.phase, "cyan"), f"  {elapsed // 60}:{elapsed % 60:02d} elapsed  ",
-                           "simulated ", (sim_now.strftime("%Y-%m-%d %H:%M %Z"), "bold"), f" ({clock})")
+                           (run.phase, "cyan"), f"  {elapsed // 60}:{elapsed % 60:02d} elapsed\n",
+                           (sim_clock_text(stats.sim_now or run.clock.now(), run.devnet.site, run.options.speed,
+                                           run.clock.caught_up), "bold"))
     dashboard = Text.assemble("dashboard ", (f"{run.devnet.nodes[0].url}/", "underline"), "  (energy: ",
                               f"{run.devnet.nodes[0].url}/#/energy, market: #/market)") if run.devnet.nodes else Text("")
     parts: list[Any] = [header, dashboard, nodes_table(run.nodes)]
@@ -71,8 +112,10 @@ def render(run: DevnetRun) -> Group:
     e.add_column("value", justify="right")
     e.add_row("readings made / accepted / on chain", f"{stats.readings} / {stats.accepted} / {stats.confirmed}")
     e.add_row("exported by meters (accepted)", kwh(stats.export_wh_accepted))
-    e.add_row("minted on chain (this run)",
-              kwh(minted - stats.baseline_minted_wh if minted is not None else None))
+    this_run = minted - stats.baseline_minted_wh if minted is not None else None
+    dark = sun_elevation_sin(stats.sim_now or run.clock.now(), run.devnet.site) <= 0
+    e.add_row("minted on chain (this run)", kwh(this_run) + ("  (night: no solar yet)" if dark and not this_run
+                                                             else ""))
     e.add_row("minted on chain (all time)", kwh(minted))
     e.add_row("consumed (metered) / redeemed", f"{kwh(energy.get('consumed_wh'))} / {kwh(energy.get('redeemed_wh'))}")
     e.add_row("settled (delivered + order fills)", kwh(energy.get("settled_wh")))
@@ -119,6 +162,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     s = summary["simulator"]
     chain = summary["chain"]
     lines = [
+        f"stopped by: {summary.get('stopped_by', '-')}",
         f"readings: {s['readings']} made, {s['accepted']} accepted, {s['confirmed']} on chain "
         f"({s['reposts']} re-posted, refusals {s['refusals'] or 'none'})",
         f"exported (accepted): {s['export_wh_accepted']} Wh; minted this run: {summary['minted_wh_this_run']} Wh; "
@@ -126,9 +170,22 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         f"settled {chain.get('settled_wh')} Wh",
     ]
     if summary.get("market"):
-        lines.append(f"market: accepted {summary['market']['accepted']}, trades {summary['trades']}")
+        accepted = ", ".join(f"{k} {v}" for k, v in sorted(summary["market"]["accepted"].items())) or "none"
+        trades = ", ".join(f"{k} {v}" for k, v in sorted(summary["trades"].items())) or "none"
+        lines.append(f"market: txs accepted {accepted}; trades {trades}")
+    agreement = summary.get("agreement") or {}
+    if agreement.get("height") is not None:
+        lines.append(f"nodes at height {agreement['height']}: "
+                     + ("same block" if agreement.get("agree") else f"differ {agreement.get('hashes')}"))
     if s["tamper"]:
         lines.append("tamper: " + "; ".join(f"{k} -> {', '.join(v['got'])}" for k, v in s["tamper"].items()))
+    if summary.get("ocmf"):  # OCMF meters (devnet/ocmf.py)
+        o = summary["ocmf"]
+        lines.append(f"ocmf: {', '.join(m['serial'] + ' ' + m['curve'] + ' ' + str(m['accepted']) for m in o['meters'])}"
+                     f" records on chain; minted this run {o['minted_wh_this_run']} Wh; "
+                     + ", ".join(f"{k}={v}" for k, v in o["checks"].items() if v is not None)
+                     + ("; tamper: " + "; ".join(f"{k} -> {', '.join(v['got'])}" for k, v in o["tamper"].items())
+                        if o["tamper"] else ""))
     checks = summary["checks"]
-    lines.append("checks: " + ", ".join(f"{k}={v}" for k, v in checks.items() if v is not None))
+    lines.append("checks: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in checks.items() if v is not None))
     return lines

@@ -20,6 +20,14 @@ from .errors import DecodeError
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a block with 10k txs fits with room; anything larger is hostile
 MAX_CONTAINER_LEN = 100_000  # items in one msgpack array; a block's tx list is the longest protocol list
 MAX_DEPTH = 16  # lists inside lists; protocol objects nest at most 6 deep (block > txs > tx > fields > body)
+# Items one message may build: at most one per ITEM_BYTES bytes of input, plus a little. Each list entry is
+# one item and each list two more (a list object weighs about a scalar and a pointer array). Protocol
+# messages hold one item per 6-8 bytes (a block of transfers and readings: 7.6), but an empty list is one
+# byte of msgpack and ~60 bytes of Python: without this bound 8 MiB of nested empty lists built 582 MiB.
+# Counted as lists complete, so decoding stops as soon as the budget is passed; what it builds stays
+# within a small multiple of the input (tests/unit/test_decoder_and_mempool_limits.py measures it).
+ITEM_BYTES = 4
+ITEM_SLACK = 1024
 U64_MAX = (1 << 64) - 1
 
 T = TypeVar("T")
@@ -36,12 +44,25 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
         raise DecodeError("expected bytes")
     if len(data) > max_bytes:
         raise DecodeError(f"message of {len(data)} bytes exceeds {max_bytes}")
+    budget = len(data) // ITEM_BYTES + ITEM_SLACK
+    built = 0
+
+    def count_items(items: list[Any]) -> list[Any]:
+        nonlocal built
+        built += len(items) + 2
+        if built > budget:
+            raise _TooManyItems
+        return items
+
     try:
         value = msgpack.unpackb(
-            data, raw=False, use_list=True, strict_map_key=True,
+            data, raw=False, use_list=True, strict_map_key=True, list_hook=count_items,
             max_str_len=max_bytes, max_bin_len=max_bytes, max_array_len=MAX_CONTAINER_LEN, max_map_len=0,
             max_ext_len=0,
         )
+    except _TooManyItems:
+        raise DecodeError(f"more than {budget} items in {len(data)} bytes (one per {ITEM_BYTES} bytes "
+                          f"is the most a protocol message has)") from None
     except msgpack.ExtraData:
         raise DecodeError("trailing bytes after the value") from None
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
@@ -54,6 +75,10 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
     if canonical != bytes(data):
         raise DecodeError("non-canonical encoding (non-minimal form, float, map or wrong string type)")
     return value
+
+
+class _TooManyItems(Exception):
+    """Raised inside the unpacker to stop it building a message past its item budget."""
 
 
 _PLAIN_TYPES = frozenset((int, bytes, str, bool, type(None)))

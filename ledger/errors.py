@@ -31,6 +31,18 @@ INTERVAL_IN_FUTURE = "interval_in_future"
 ENERGY_EXCEEDS_RATING = "energy_exceeds_rating"
 REGISTER_MISMATCH = "register_mismatch"
 KIND_MISMATCH = "kind_mismatch"
+INTERVAL_BEFORE_ENROLLMENT = "interval_before_enrollment"  # a stolen key cannot mint the past
+
+# OCMF meter records (ledger/ocmf.py); unknown/revoked meter, bad signature, register mismatch, energy
+# above rating, interval overlap (time not after the last accepted) and interval_in_future are shared above.
+ALGORITHM_MISMATCH = "algorithm_mismatch"  # SA names another curve than the enrolled key's
+PAGING_NOT_INCREASING = "paging_not_increasing"  # PG not above the last accepted of its series
+PAGING_GAP = "paging_gap"  # PG skips numbers: records in between are missing
+REGISTER_BACKWARDS = "register_backwards"
+METER_STATUS_NOT_GOOD = "meter_status_not_good"  # ST other than G (M manipulated, X exchanged, ...)
+METER_ERROR_FLAGS = "meter_error_flags"  # EF names quantities the meter says are unusable
+CLOCK_NOT_SYNCHRONISED = "clock_not_synchronised"  # TM state other than S
+BEFORE_ENROLLMENT = "before_enrollment"
 
 # Redemption
 EXCEEDS_CONSUMPTION = "exceeds_consumption"
@@ -52,6 +64,7 @@ OVER_DELIVERY = "over_delivery"
 UNKNOWN_ORDER = "unknown_order"
 NOT_OWNER = "not_owner"
 ORDER_CLOSED = "order_closed"
+TOO_MANY_OPEN = "too_many_open"  # an account's cap on open offers or orders (ledger/fees.py)
 
 # Blocks
 BAD_HEIGHT = "bad_height"
@@ -68,6 +81,17 @@ TOO_MANY_TXS = "too_many_txs"
 BLOCK_TOO_LARGE = "block_too_large"  # encoded block above ledger.block.MAX_BLOCK_BYTES
 INVALID_TX = "invalid_tx"
 KNOWN_INVALID = "known_invalid"
+SEAL_OUT_OF_BOUNDS = "seal_out_of_bounds"  # claimed hashes or energy beyond what the block allows
+DIFFICULTY_TOO_HIGH = "difficulty_too_high"
+FINALITY_CONFLICT = "finality_conflict"  # the block is not a descendant of the finalized block
+BLOCK_FAILED = "block_failed"  # validating or applying raised something other than Rejected
+
+# Finality votes and authority governance
+NOT_VOTER = "not_voter"  # the vote's key is not in the current authority set
+VOTE_SOURCE = "vote_source"  # the vote's source is not this chain's justified checkpoint
+VOTE_TARGET = "vote_target"  # the vote's target is not a block of this chain above its source
+ALREADY_VOTED = "already_voted"
+INVALID_PROPOSAL = "invalid_proposal"
 
 
 class Rejected(Exception):

@@ -20,6 +20,10 @@ from .encoding import MAX_CONTAINER_LEN
 from .keys import format_address, parse_address, valid_meter_public
 from .tx import INTERVALS, METER_KINDS, SOURCES
 
+# A genesis meter may name its first interval up to this long before genesis: the founders review it in
+# the file (its history before the chain began). Meters enrolled later: ledger.tx.MAX_GENESIS_BACKFILL_S.
+MAX_GENESIS_BACKFILL_S = 31 * 86_400
+
 DEFAULT_MIN_DIFFICULTY = 256
 DEFAULT_BLOCK_INTERVAL_MS = 2000
 DEFAULT_MIN_FEE = 1000
@@ -34,6 +38,7 @@ class GenesisMeter:
     rated_w: int
     interval_s: int
     source: str
+    first_start: int | None = None  # first interval's start (unix s); None: the first after genesis
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,12 @@ class Genesis:
             if not valid_meter_public(m.public) or m.kind not in METER_KINDS or m.interval_s not in INTERVALS \
                     or m.source not in SOURCES or m.rated_w <= 0:
                 raise ValueError(f"invalid genesis meter {m.public.hex()}")
+        genesis_s = self.timestamp_ms // 1000
+        for m in self.meters:
+            if m.first_start is not None and (m.first_start % m.interval_s or
+                                              not genesis_s - MAX_GENESIS_BACKFILL_S <= m.first_start <= genesis_s):
+                raise ValueError(f"genesis meter {m.public.hex()}: first_start must be on an interval boundary, "
+                                 f"at most {MAX_GENESIS_BACKFILL_S} s before genesis and not after it")
         if len({m.public for m in self.meters}) != len(self.meters):
             raise ValueError("duplicate genesis meter key: one meter, one enrollment")
         if len({addr for addr, _coin in self.allocations}) != len(self.allocations):
@@ -90,7 +101,8 @@ class Genesis:
                 min_fee=int(data.get("min_fee", DEFAULT_MIN_FEE)),
                 max_block_txs=int(data.get("max_block_txs", DEFAULT_MAX_BLOCK_TXS)),
                 meters=tuple(GenesisMeter(bytes.fromhex(m["public"]), parse_address(m["owner"]), m["kind"],
-                                          int(m["rated_w"]), int(m["interval_s"]), m.get("source", "solar"))
+                                          int(m["rated_w"]), int(m["interval_s"]), m.get("source", "solar"),
+                                          int(m["first_start"]) if m.get("first_start") is not None else None)
                              for m in data.get("meters", [])),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -108,7 +120,9 @@ class Genesis:
             "min_fee": self.min_fee,
             "max_block_txs": self.max_block_txs,
             "meters": [{"public": m.public.hex(), "owner": format_address(m.owner), "kind": m.kind,
-                        "rated_w": m.rated_w, "interval_s": m.interval_s, "source": m.source} for m in self.meters],
+                        "rated_w": m.rated_w, "interval_s": m.interval_s, "source": m.source,
+                        **({"first_start": m.first_start} if m.first_start is not None else {})}
+                       for m in self.meters],
         }
 
     @classmethod

@@ -25,6 +25,7 @@ DOMAIN_TX = "kwh/tx/v1"
 DOMAIN_READING = "kwh/reading/v1"
 DOMAIN_BLOCK = "kwh/block/v1"
 DOMAIN_PEER = "kwh/peer/v1"
+DOMAIN_VOTE = "kwh/vote/v1"
 
 ADDRESS_PREFIX = "kwh"
 ADDRESS_BYTES = 20

@@ -19,9 +19,10 @@ class KV(Protocol):
     def get(self, key: bytes) -> bytes | None:
         """The value stored at `key`, or None."""
 
-    def iterate(self, prefix: bytes, start: bytes | None = None, reverse: bool = False) \
-            -> Iterator[tuple[bytes, bytes]]:
-        """(key, value) pairs under `prefix` in key order, from `start` (inclusive) if given."""
+    def iterate(self, prefix: bytes, start: bytes | None = None, reverse: bool = False,
+                stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) pairs under `prefix` in key order (reversed with `reverse`), with keys from `start`
+        (inclusive) and below `stop` (exclusive) if given: a page continues from either end."""
 
     def write(self, changes: Mapping[bytes, bytes | None], sync: bool = True) -> None:
         """Apply all puts (bytes) and deletes (None) atomically."""
@@ -40,12 +41,12 @@ class MemoryKV:
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
 
-    def iterate(self, prefix: bytes, start: bytes | None = None, reverse: bool = False) \
-            -> Iterator[tuple[bytes, bytes]]:
+    def iterate(self, prefix: bytes, start: bytes | None = None, reverse: bool = False,
+                stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         lo = bisect.bisect_left(self._keys, max(prefix, start) if start else prefix)
         selected: list[bytes] = []
         for k in self._keys[lo:]:  # keys under a prefix are contiguous
-            if not k.startswith(prefix):
+            if not k.startswith(prefix) or (stop is not None and k >= stop):
                 break
             selected.append(k)
         for k in (reversed(selected) if reverse else selected):
@@ -71,31 +72,33 @@ class LevelKV:
 
     def __init__(self, path: str | Path) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
-        self._db = plyvel.DB(str(path), create_if_missing=True)
+        # a bloom filter spares a lookup of an absent key (a new lot, order or schedule entry) a read per
+        # level, so a lookup costs about the same in a large state as in a small one
+        self._db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=10)
 
     def get(self, key: bytes) -> bytes | None:
         return self._db.get(key)
 
-    def iterate(self, prefix: bytes, start: bytes | None = None, reverse: bool = False) \
-            -> Iterator[tuple[bytes, bytes]]:
+    def iterate(self, prefix: bytes, start: bytes | None = None, reverse: bool = False,
+                stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        end = _prefix_end(prefix)
+        if stop is not None and (end is None or stop < end):
+            end = stop
         if reverse:
             # plyvel (1.5) yields nothing in reverse when the last key in range equals the start bound
             # (`prefix=b"a"` over a lone key b"a"), so bound only the top and stop at the bottom here.
             low = max(prefix, start) if start is not None else prefix
-            stop = _prefix_end(prefix)
-            it = self._db.iterator(stop=stop, reverse=True) if stop else self._db.iterator(reverse=True)
+            it = self._db.iterator(stop=end, reverse=True) if end else self._db.iterator(reverse=True)
             for key, value in it:
                 if key < low:
                     break
                 yield key, value
             return
-        if start is not None and start > prefix:
-            stop = _prefix_end(prefix)
-            it = self._db.iterator(start=start, stop=stop, reverse=reverse) if stop else \
-                self._db.iterator(start=start, reverse=reverse)
-            yield from it
-        else:
-            yield from self._db.iterator(prefix=prefix, reverse=reverse)
+        if stop is None and (start is None or start <= prefix):
+            yield from self._db.iterator(prefix=prefix)
+            return
+        low = max(prefix, start) if start is not None else prefix
+        yield from (self._db.iterator(start=low, stop=end) if end else self._db.iterator(start=low))
 
     def write(self, changes: Mapping[bytes, bytes | None], sync: bool = True) -> None:
         with self._db.write_batch(sync=sync) as batch:

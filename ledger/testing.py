@@ -12,10 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .block import Block, mine
 from .chain import Chain
 from .errors import Rejected
+from .fees import required_fee
 from .genesis import Genesis, GenesisMeter
 from .keys import P256_ORDER, AccountKey, MeterKey
 from .store import KV, MemoryKV
-from .tx import COIN, Body, MeterReading, ReadingFields, SignedTx, Tx, sign_reading, sign_tx
+from .tx import MAX_METER_BACKFILL_S, COIN, Body, MeterReading, ReadingFields, SignedTx, Tx, sign_reading, sign_tx
 
 CHAIN_ID = "kwh-test"
 GENESIS_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -36,9 +37,11 @@ class Net:
 def make_net(authorities: int = 3, accounts: int = 4, coin: int = 1_000 * COIN, meters: int = 0,
              meter_kind: str = "both", rated_w: int = 10_000, interval_s: int = 900, min_difficulty: int = 1,
              block_interval_ms: int = 2000, min_fee: int = 1000, max_block_txs: int = 5000,
-             authority_coin: int = 0, seed: int | None = None) -> Net:
+             authority_coin: int = 0, seed: int | None = None, meter_history_s: int | None = MAX_METER_BACKFILL_S) \
+        -> Net:
     """Fresh keys and a genesis; `authority_coin` also funds the authorities (so they can pay fees).
-    With `seed` the keys are derived from it, so a run can be repeated exactly."""
+    With `seed` the keys are derived from it, so a run can be repeated exactly. Genesis meters may report
+    intervals from `meter_history_s` before genesis on (None: only after it)."""
     def account_key(role: str, i: int) -> AccountKey:
         if seed is None:
             return AccountKey.generate()
@@ -58,7 +61,9 @@ def make_net(authorities: int = 3, accounts: int = 4, coin: int = 1_000 * COIN, 
         chain_id=CHAIN_ID, timestamp_ms=GENESIS_MS, authorities=tuple(a.public for a in auth),
         allocations=tuple(sorted(funded)), min_difficulty=min_difficulty,
         block_interval_ms=block_interval_ms, min_fee=min_fee, max_block_txs=max_block_txs,
-        meters=tuple(GenesisMeter(m.public, accts[i % len(accts)].address, meter_kind, rated_w, interval_s, "solar")
+        meters=tuple(GenesisMeter(m.public, accts[i % len(accts)].address, meter_kind, rated_w, interval_s, "solar",
+                                  first_start=None if meter_history_s is None else
+                                  -(-(GENESIS_MS // 1000 - meter_history_s) // interval_s) * interval_s)
                      for i, m in enumerate(mkeys)))
     return Net(genesis, auth, accts, mkeys)
 
@@ -113,11 +118,18 @@ def gap_until(chain: Chain, net: Net, timestamp_ms: int) -> int:
     return max(0, timestamp_ms - in_turn_slot(chain, net)[1])
 
 
+def advance_to(chain: Chain, net: Net, unix_s: int) -> Block:
+    """Import an empty block timed at `unix_s` or later, so the next block's parent time has reached it
+    (a reading's interval mints only once it has ended by the parent block's time)."""
+    return extend(chain, net, gap_ms=gap_until(chain, net, unix_s * 1000))
+
+
 def make_tx(chain: Chain, key: AccountKey, body: Body, nonce: int | None = None, fee: int | None = None) -> SignedTx:
-    """A signed tx from `key`: by default the sender's next nonce on the head state and the minimum fee."""
+    """A signed tx from `key`: by default the sender's next nonce on the head state and the minimum fee
+    for its kind (ledger/fees.py)."""
     if nonce is None:
         nonce = chain.account(key.address).nonce
-    return sign_tx(key, chain.chain_id, nonce, chain.params.min_fee if fee is None else fee, body)
+    return sign_tx(key, chain.chain_id, nonce, required_fee(chain.params.min_fee, body) if fee is None else fee, body)
 
 
 class MeterState:

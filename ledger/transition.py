@@ -6,19 +6,24 @@ debited in a rule is credited in the same rule; only readings mint Wh, only rede
 """
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import consensus
 from . import errors as E
 from .encoding import encode
 from .errors import Rejected
+from .fees import MAX_OPEN_OFFERS, MAX_OPEN_ORDERS, required_fee
 from .keys import address_of, meter_id_of, valid_meter_public
-from .state import (Lot, Meter, Offer, Order, StateOverlay, Trade, holdings_available, holdings_insert,
-                    holdings_take, k_lot, k_meter, k_offer, k_order, k_trade, lot_id_of)
-from .tx import (BUY, CONSUMPTION, GENERATION, INTERVALS, METER_KINDS, SELL, SOURCES, AcceptOffer,
-                 CancelOffer, CancelOrder, Deliver, EnrollMeter, MeterReading, PlaceOrder, PostOffer, Redeem,
-                 RevokeMeter, SignedTx, Transfer, TransferWh, Tx, cost)
+from .ocmf_rules import OcmfRules
+from .queries import LIST_OFFERS, LIST_ORDERS, LIST_TRADES, listing_key
+from .state import (DUE_OFFER, DUE_TRADE, Lot, Meter, Offer, Order, StateOverlay, Trade, book_add, book_best,
+                    book_remove, holding_add, holdings_take, k_lot, k_meter, k_offer, k_order, k_trade, lot_id_of,
+                    order_lot_add, order_lots_release, order_lots_take, schedule_add, schedule_due, source_wh)
+from .tx import (MAX_METER_BACKFILL_S, BUY, CONSUMPTION, GENERATION, INTERVALS, METER_KINDS, SELL, SOURCES, AcceptOffer,
+                 AuthorityVote, CancelOffer, CancelOrder, Deliver, EnrollMeter, EnrollMeterSince, EnrollOcmfMeter,
+                 MeterReading, OcmfReading, PlaceOrder, PostOffer, Redeem, RevokeMeter, SignedTx, Transfer, TransferWh,
+                 Tx, Vote, cost)
 
 MAX_WINDOW_S = 90 * 86400
 U64 = (1 << 64) - 1
@@ -40,13 +45,21 @@ class Params:
         return cls(rec[0], tuple(rec[1]), tuple(rec[2]), rec[3], rec[4], rec[5], rec[6])
 
 
+def _no_ancestor(height: int) -> bytes | None:
+    return None
+
+
 @dataclass
 class BlockContext:
-    """What a rule may know about the block it runs in (never the wall clock)."""
+    """What a rule may know about the block it runs in (never the wall clock). `parent_timestamp_ms` is a
+    time every honest validator agrees has passed (the proposer's own timestamp may run ahead of their
+    clocks); `ancestor(h)` is the hash of this branch's block at height h < height (finality votes)."""
     height: int
     timestamp_ms: int
     proposer: bytes
     params: Params
+    parent_timestamp_ms: int = 0
+    ancestor: Callable[[int], bytes | None] = _no_ancestor
     fees: int = 0
     index: dict[bytes, bytes] = field(default_factory=dict)  # history and provenance index entries
     _seq: int = 0
@@ -65,14 +78,18 @@ class BlockContext:
     def provenance(self, lot_id: bytes, txid: bytes, sender: bytes, receiver: bytes, wh: int, kind: str) -> None:
         self.index[b"k" + lot_id + self._next()] = encode([txid, sender, receiver, wh, kind])
 
+    def listing(self, addr: bytes, kind: bytes, item_id: bytes) -> None:
+        """Index an account's offer, trade or order, so its pages read only its own (ledger/queries.py)."""
+        self.index[listing_key(addr, kind, self._next())] = item_id
+
 
 def _positive(value: int, what: str) -> None:
     if value <= 0:
         raise Rejected(E.INVALID_AMOUNT, f"{what} must be positive")
 
 
-class Transition:
-    """Applies transactions to one block's overlay."""
+class Transition(OcmfRules):
+    """Applies transactions to one block's overlay (OCMF meter rules in ledger/ocmf_rules.py)."""
 
     def __init__(self, state: StateOverlay, ctx: BlockContext) -> None:
         self.st = state
@@ -82,6 +99,8 @@ class Transition:
             RevokeMeter: self._revoke, Redeem: self._redeem, PostOffer: self._post_offer,
             AcceptOffer: self._accept_offer, Deliver: self._deliver, CancelOffer: self._cancel_offer,
             PlaceOrder: self._place_order, CancelOrder: self._cancel_order,
+            AuthorityVote: self._authority_vote, EnrollMeterSince: self._enroll,
+            EnrollOcmfMeter: self._enroll_ocmf,
         }
 
     # entry point --------------------------------------------------------------------------------
@@ -90,14 +109,23 @@ class Transition:
         if isinstance(tx, MeterReading):
             self._reading(tx, verified)
             return
+        if isinstance(tx, Vote):
+            consensus.apply_vote(self.st, tx, self.ctx.height, self.ctx.ancestor, self.ctx.params.authorities,
+                                 verified)
+            return
+        if isinstance(tx, OcmfReading):
+            self._ocmf_reading(tx, verified)
+            return
         if not verified and not tx.verify():
             raise Rejected(E.BAD_SIGNATURE, "account signature does not verify")
         sender = tx.sender_address
         acct = self.st.account(sender)
         if tx.nonce != acct.nonce:
             raise Rejected(E.BAD_NONCE, f"expected nonce {acct.nonce}, got {tx.nonce}")
-        if tx.fee < self.ctx.params.min_fee:
-            raise Rejected(E.FEE_TOO_LOW, f"fee {tx.fee} below minimum {self.ctx.params.min_fee}")
+        fee = required_fee(self.ctx.params.min_fee, tx.body)
+        if tx.fee < fee:
+            raise Rejected(E.FEE_TOO_LOW, f"fee {tx.fee} below minimum {fee} for a {tx.kind} "
+                                          f"(state it adds pays: ledger/fees.py)")
         if acct.coin < tx.fee:
             raise Rejected(E.INSUFFICIENT_FUNDS, "cannot pay the fee")
         self._rules[type(tx.body)](tx, tx.body)
@@ -120,19 +148,18 @@ class Transition:
     def _move_wh(self, txid: bytes, sender: bytes, receiver: bytes, wh: int, source: str, kind: str) -> None:
         """Move wh from sender's holdings to receiver's, lot by lot; the caller checked availability."""
         src_acct, dst_acct = self.st.account(sender), self.st.account(receiver)
-        lots = holdings_take(self.st.holdings(sender), wh, source)
+        lots = holdings_take(self.st, sender, wh, source)
         self._give(receiver, lots, txid, sender, kind)
         src_acct.wh -= wh
         dst_acct.wh += wh
 
     def _give(self, receiver: bytes, lots: list[list[Any]], txid: bytes, sender: bytes, kind: str) -> None:
-        dst = self.st.holdings(receiver)
         for lot_id, wh, source in lots:
-            holdings_insert(dst, lot_id, wh, source)
+            holding_add(self.st, receiver, lot_id, wh, source)
             self.ctx.provenance(lot_id, txid, sender, receiver, wh, kind)
 
     def _need_wh(self, addr: bytes, wh: int, source: str = "") -> None:
-        have = holdings_available(self.st.holdings(addr), source) if source else self.st.account(addr).wh
+        have = source_wh(self.st, addr, source) if source else self.st.account(addr).wh
         if have < wh:
             what = f"{source} Wh" if source else "Wh"
             raise Rejected(E.INSUFFICIENT_WH, f"holds {have} {what}, needs {wh}")
@@ -152,18 +179,25 @@ class Transition:
         if body.wh > uncovered:
             raise Rejected(E.EXCEEDS_CONSUMPTION, f"only {uncovered} Wh of metered consumption not yet covered")
         self._need_wh(addr, body.wh)
-        for lot_id, wh, _source in holdings_take(self.st.holdings(addr), body.wh):
+        for lot_id, wh, _source in holdings_take(self.st, addr, body.wh):
             self.ctx.provenance(lot_id, tx.txid, addr, b"", wh, "redeem")
         acct.wh -= body.wh
         acct.redeemed_wh += body.wh
         self.st.globals().redeemed_wh += body.wh
 
     # meters -------------------------------------------------------------------------------------
+    def authorities(self) -> tuple[bytes, ...]:
+        """The current authority set (genesis, changed by finalized governance votes)."""
+        return consensus.authorities(self.st, self.ctx.params.authorities)
+
+    def _authority_vote(self, tx: SignedTx, body: AuthorityVote) -> None:
+        consensus.apply_authority_vote(self.st, tx, body, self.ctx.height, self.ctx.params.authorities)
+
     def _require_authority(self, tx: SignedTx) -> None:
-        if tx.sender not in self.ctx.params.authorities:
+        if tx.sender not in self.authorities():
             raise Rejected(E.NOT_AUTHORITY, "only an authority may enroll or revoke meters")
 
-    def _enroll(self, tx: SignedTx, body: EnrollMeter) -> None:
+    def _enroll(self, tx: SignedTx, body: EnrollMeter | EnrollMeterSince) -> None:
         self._require_authority(tx)
         if not valid_meter_public(body.meter_public):
             raise Rejected(E.INVALID_METER, "meter key is not a compressed P-256 point")
@@ -171,23 +205,36 @@ class Transition:
                 or not 0 < body.rated_w <= 100_000_000:
             raise Rejected(E.INVALID_METER, f"kind in {METER_KINDS}, interval in {INTERVALS}, source in "
                                             f"{SOURCES}, rated_w in 1..1e8")
+        first_start = getattr(body, "first_start", None)
+        if first_start is not None and (first_start % body.interval_s
+                                        or not self.ctx.now_s - MAX_METER_BACKFILL_S <= first_start
+                                        or first_start > self.ctx.now_s + MAX_METER_BACKFILL_S):
+            raise Rejected(E.INVALID_METER, f"first_start must be on an interval boundary, at most "
+                                            f"{MAX_METER_BACKFILL_S} s before (or after) the enrollment block")
         meter_id = meter_id_of(body.meter_public)
         if self.st.meter(meter_id) is not None:
             raise Rejected(E.METER_EXISTS, f"meter {meter_id.hex()} is already enrolled")
         self.enroll_meter(body.meter_public, body.owner, body.kind, body.rated_w, body.interval_s, body.source,
-                          body.export_register, body.import_register)
+                          body.export_register, body.import_register, first_start)
         self.ctx.history(body.owner, tx.txid, tx.kind)
 
     def enroll_meter(self, public: bytes, owner: bytes, kind: str, rated_w: int, interval_s: int, source: str,
-                     export_register: int = 0, import_register: int = 0) -> None:
+                     export_register: int = 0, import_register: int = 0, first_start: int | None = None) -> None:
+        """Enroll a meter; its first interval starts at the first boundary after enrollment (a genesis
+        meter may name an earlier `first_start`, bounded by ledger.genesis), never at 0: a stolen key
+        cannot mint the years before the meter joined."""
         meter_id = meter_id_of(public)
-        self.st.put(k_meter(meter_id), Meter(public, owner, kind, rated_w, interval_s, source, True, 0, 0,
-                                             export_register, import_register, self.ctx.height))
+        if first_start is None:
+            first_start = -(-self.ctx.now_s // interval_s) * interval_s
+        self.st.put(k_meter(meter_id), Meter(public, owner, kind, rated_w, interval_s, source, True, 0,
+                                             first_start, export_register, import_register, self.ctx.height))
 
     def _revoke(self, tx: SignedTx, body: RevokeMeter) -> None:
         self._require_authority(tx)
         meter = self.st.meter(body.meter_id)
         if meter is None:
+            if self._revoke_ocmf(body.meter_id):
+                return
             raise Rejected(E.UNKNOWN_METER, body.meter_id.hex())
         if not meter.active:
             raise Rejected(E.METER_REVOKED, "meter is already revoked")
@@ -207,9 +254,12 @@ class Transition:
         if f.interval_s != meter.interval_s or f.interval_start % f.interval_s:
             raise Rejected(E.INTERVAL_MISALIGNED, f"interval must be {meter.interval_s} s on a boundary")
         if f.interval_start < meter.next_start:
+            if meter.counter == 0:  # nothing accepted yet: next_start is the meter's enrollment
+                raise Rejected(E.INTERVAL_BEFORE_ENROLLMENT,
+                               f"the meter's first interval may start at {meter.next_start} (its enrollment)")
             raise Rejected(E.INTERVAL_OVERLAP, f"interval starts before {meter.next_start}")
-        if f.interval_start + f.interval_s > self.ctx.now_s:
-            raise Rejected(E.INTERVAL_IN_FUTURE, "interval has not ended at block time")
+        if f.interval_start + f.interval_s > self.ctx.parent_timestamp_ms // 1000:
+            raise Rejected(E.INTERVAL_IN_FUTURE, "interval has not ended by the parent block's time")
         limit = meter.rated_w * f.interval_s // 3600
         if f.export_wh > limit or f.import_wh > limit:
             raise Rejected(E.ENERGY_EXCEEDS_RATING, f"more than {limit} Wh in {f.interval_s} s at {meter.rated_w} W")
@@ -230,7 +280,7 @@ class Transition:
             lot_id = lot_id_of(f.interval_start, f.meter_id)
             self.st.put(k_lot(lot_id), Lot(f.meter_id, meter.owner, f.interval_start, f.interval_s, meter.source,
                                            f.export_wh, self.ctx.height, txid))
-            holdings_insert(self.st.holdings(meter.owner), lot_id, f.export_wh, meter.source)
+            holding_add(self.st, meter.owner, lot_id, f.export_wh, meter.source)
             owner.wh += f.export_wh
             meter.minted_wh += f.export_wh
             g.minted_wh += f.export_wh
@@ -242,9 +292,6 @@ class Transition:
         self.ctx.history(meter.owner, txid, "reading")
 
     # prepaid trades -----------------------------------------------------------------------------
-    def _schedule(self, window_end: int, kind: int, item_id: bytes) -> None:
-        bisect.insort(self.st.schedule(), [window_end, kind, item_id])
-
     def _post_offer(self, tx: SignedTx, body: PostOffer) -> None:
         _positive(body.wh, "wh")
         if body.price_per_wh <= 0 or cost(body.wh, body.price_per_wh) > U64:
@@ -254,10 +301,15 @@ class Transition:
             raise Rejected(E.INVALID_WINDOW, "window must end after it starts, in the future, within 90 days")
         if body.source and body.source not in SOURCES:
             raise Rejected(E.INVALID_AMOUNT, f"source must be one of {SOURCES}")
+        seller = self.st.account(tx.sender_address)
+        if seller.open_offers >= MAX_OPEN_OFFERS:
+            raise Rejected(E.TOO_MANY_OPEN, f"{seller.open_offers} offers open (limit {MAX_OPEN_OFFERS})")
+        seller.open_offers += 1
         self.st.put(k_offer(tx.txid), Offer(tx.sender_address, body.wh, body.wh, body.price_per_wh,
                                             body.window_start, body.window_end, body.source, "open",
                                             self.ctx.height))
-        self._schedule(body.window_end, 0, tx.txid)
+        schedule_add(self.st, body.window_end, DUE_OFFER, tx.txid)
+        self.ctx.listing(tx.sender_address, LIST_OFFERS, tx.txid)
 
     def _open_offer(self, offer_id: bytes) -> Offer:
         offer = self.st.offer(offer_id)
@@ -285,11 +337,13 @@ class Transition:
         buyer.locked_coin += price
         offer.remaining -= body.wh
         if offer.remaining == 0:
-            offer.status = "filled"
+            self._close_offer(offer, "filled")
         self.st.put(k_trade(tx.txid), Trade(body.offer_id, offer.seller, buyer_addr, body.wh, offer.price_per_wh,
                                             price, 0, 0, 0, offer.window_start, offer.window_end, offer.source,
                                             "open", self.ctx.height))
-        self._schedule(offer.window_end, 1, tx.txid)
+        schedule_add(self.st, offer.window_end, DUE_TRADE, tx.txid)
+        self.ctx.listing(buyer_addr, LIST_TRADES, tx.txid)
+        self.ctx.listing(offer.seller, LIST_TRADES, tx.txid)
         self.ctx.history(offer.seller, tx.txid, tx.kind)
 
     def _deliver(self, tx: SignedTx, body: Deliver) -> None:
@@ -308,6 +362,7 @@ class Transition:
         self._need_wh(trade.seller, body.wh, trade.source)
         self._move_wh(tx.txid, trade.seller, trade.buyer, body.wh, trade.source, tx.kind)
         trade.delivered += body.wh
+        trade.updated = self.ctx.height
         release = trade.escrow * trade.delivered // trade.wh - trade.released  # exact: full delivery = escrow
         trade.released += release
         self.st.account(trade.buyer).locked_coin -= release
@@ -321,24 +376,26 @@ class Transition:
         offer = self._open_offer(body.offer_id)
         if offer.seller != tx.sender_address:
             raise Rejected(E.NOT_OWNER, "only the seller cancels an offer")
-        offer.status = "cancelled"
+        self._close_offer(offer, "cancelled")
+
+    def _close_offer(self, offer: Offer, status: str) -> None:
+        offer.status = status
+        self.st.account(offer.seller).open_offers -= 1
 
     def end_block(self) -> None:
-        """Settle what expires at this block's time, then pay the fees to the proposer (deterministic)."""
-        schedule = self.st.schedule()
-        now = self.ctx.now_s
-        n = 0
-        while n < len(schedule) and schedule[n][0] <= now:
-            _end, kind, item_id = schedule[n]
-            if kind == 0:
+        """Settle what expires at this block's time, pay the fees to the proposer, then apply authority
+        changes whose block is finalized (deterministic)."""
+        self._end_market()
+        consensus.end_block(self.st, self.ctx.ancestor(0) or b"", self.ctx.params.authorities)
+
+    def _end_market(self) -> None:
+        for kind, item_id in schedule_due(self.st, self.ctx.now_s):
+            if kind == DUE_OFFER:
                 offer = self.st.offer(item_id)
                 if offer is not None and offer.status == "open":
-                    offer.status = "expired"
+                    self._close_offer(offer, "expired")
             else:
                 self._settle_trade(item_id)
-            n += 1
-        if n:
-            del schedule[:n]
         if self.ctx.fees:
             self.st.account(address_of(self.ctx.proposer)).coin += self.ctx.fees
             self.st.globals().fees += self.ctx.fees
@@ -350,6 +407,7 @@ class Transition:
         refund = trade.escrow - trade.released
         trade.refunded = refund
         trade.status = "settled"
+        trade.updated = self.ctx.height
         if refund:
             buyer = self.st.account(trade.buyer)
             buyer.locked_coin -= refund
@@ -365,6 +423,8 @@ class Transition:
             raise Rejected(E.INVALID_PRICE, "price must be positive and the total must fit 64 bits")
         addr = tx.sender_address
         acct = self.st.account(addr)
+        if acct.open_orders >= MAX_OPEN_ORDERS:
+            raise Rejected(E.TOO_MANY_OPEN, f"{acct.open_orders} orders open (limit {MAX_OPEN_ORDERS})")
         if body.side == BUY:
             lock = cost(body.wh, body.price_per_wh)
             if acct.coin < lock + tx.fee:
@@ -377,39 +437,40 @@ class Transition:
             acct.locked_coin += lock
             order = Order(addr, BUY, body.price_per_wh, body.wh, body.wh, lock, [], g.seq, "open", self.ctx.height)
         else:
-            lots = holdings_take(self.st.holdings(addr), body.wh)
+            for lot_id, wh, source in holdings_take(self.st, addr, body.wh):
+                order_lot_add(self.st, tx.txid, lot_id, wh, source)
             acct.wh -= body.wh
             acct.locked_wh += body.wh
-            order = Order(addr, SELL, body.price_per_wh, body.wh, body.wh, 0, lots, g.seq, "open", self.ctx.height)
+            order = Order(addr, SELL, body.price_per_wh, body.wh, body.wh, 0, [], g.seq, "open", self.ctx.height)
         g.seq += 1
         order_id = tx.txid
         self.st.put(k_order(order_id), order)
+        self.ctx.listing(addr, LIST_ORDERS, order_id)
         self._match(order_id, order)
         if order.remaining:
-            buys, sells = self.st.book()
-            if order.side == BUY:
-                bisect.insort(buys, [-order.price_per_wh, order.seq, order_id])
-            else:
-                bisect.insort(sells, [order.price_per_wh, order.seq, order_id])
+            book_add(self.st, order.side, order.price_per_wh, order.seq, order_id)
+            acct.open_orders += 1
 
     def _match(self, taker_id: bytes, taker: Order) -> None:
         """Price-time priority: cross against the best resting orders at their prices."""
-        buys, sells = self.st.book()
-        resting = sells if taker.side == BUY else buys
-        while taker.remaining and resting:
-            key_price, _seq, maker_id = resting[0]
-            price = abs(key_price)
-            if (taker.side == BUY and price > taker.price_per_wh) or (taker.side == SELL and price < taker.price_per_wh):
+        filled: list[Order] = []
+        for price, maker_id in book_best(self.st, SELL if taker.side == BUY else BUY):
+            if not taker.remaining:
                 break
+            if price > taker.price_per_wh if taker.side == BUY else price < taker.price_per_wh:
+                break  # the best resting order no longer crosses
             maker = self.st.order(maker_id)
             assert maker is not None and maker.status == "open"
             wh = min(taker.remaining, maker.remaining)
             buy, sell = (taker, maker) if taker.side == BUY else (maker, taker)
-            self._fill(buy, sell, wh, price, maker_id if maker.side == BUY else taker_id,
-                       maker_id if maker.side == SELL else taker_id)
+            buy_id, sell_id = (taker_id, maker_id) if taker.side == BUY else (maker_id, taker_id)
+            self._fill(buy, sell, wh, price, buy_id, sell_id)
             if maker.remaining == 0:
                 maker.status = "filled"
-                del resting[0]
+                filled.append(maker)
+        for maker in filled:  # off the book after the walk, so the walk never sees its own deletions
+            book_remove(self.st, maker.side, maker.price_per_wh, maker.seq)
+            self.st.account(maker.owner).open_orders -= 1
         if taker.remaining == 0:
             taker.status = "filled"
 
@@ -421,13 +482,14 @@ class Transition:
         buyer.locked_coin -= released
         buyer.coin += released - paid  # price improvement goes back to the buyer
         seller.coin += paid
-        lots = holdings_take(sell.lots, wh)
+        lots = order_lots_take(self.st, sell_id, wh)
         self._give(buy.owner, lots, sell_id, sell.owner, "fill")
         seller.locked_wh -= wh
         buyer.wh += wh
         for order in (buy, sell):
             order.remaining -= wh
             order.filled_wh += wh
+            order.updated = self.ctx.height
         buy.paid_coin += paid
         sell.paid_coin += paid
         self.st.globals().settled_wh += wh
@@ -443,16 +505,16 @@ class Transition:
         if order.status != "open":
             raise Rejected(E.ORDER_CLOSED, f"order is {order.status}")
         acct = self.st.account(order.owner)
-        buys, sells = self.st.book()
         if order.side == BUY:
             acct.locked_coin -= order.locked_coin
             acct.coin += order.locked_coin
             order.locked_coin = 0
-            buys.remove([-order.price_per_wh, order.seq, body.order_id])
         else:
-            self._give(order.owner, order.lots, tx.txid, order.owner, "cancel_order")
+            self._give(order.owner, order_lots_release(self.st, body.order_id), tx.txid, order.owner,
+                       "cancel_order")
             acct.locked_wh -= order.remaining
             acct.wh += order.remaining
-            order.lots = []
-            sells.remove([order.price_per_wh, order.seq, body.order_id])
+        book_remove(self.st, order.side, order.price_per_wh, order.seq)
+        acct.open_orders -= 1
         order.status = "cancelled"
+        order.updated = self.ctx.height

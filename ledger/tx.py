@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from . import errors
-from .encoding import MAX_MESSAGE_BYTES, decode, encode, field, fixed, from_wire, text, to_wire, uint, wire
+from . import ocmf
+from .encoding import MAX_MESSAGE_BYTES, blob, decode, encode, field, fixed, from_wire, text, to_wire, uint, wire
 from .errors import DecodeError, Rejected
-from .keys import DOMAIN_READING, DOMAIN_TX, AccountKey, MeterKey, address_of, signing_bytes, verify_ed25519, \
+from .keys import DOMAIN_READING, DOMAIN_TX, DOMAIN_VOTE, AccountKey, MeterKey, address_of, signing_bytes, verify_ed25519, \
     verify_p256
 
 COIN = 10**9
@@ -65,6 +66,29 @@ class EnrollMeter:
     source: str = field(text(16))
     export_register: int = field(uint())
     import_register: int = field(uint())
+
+
+# A meter may be enrolled with its first interval up to this long before the enrollment (a genesis meter:
+# before genesis), named explicitly by the authority that enrolls it: the day between installing a meter
+# and enrolling it. Without one, the first interval is the first whole one after the enrollment block, so
+# a stolen key can never mint the time before a meter joined.
+MAX_METER_BACKFILL_S = 86_400
+
+
+@wire
+@dataclass(frozen=True)
+class EnrollMeterSince:
+    """EnrollMeter with an explicit start of the meter's first interval (at most MAX_METER_BACKFILL_S
+    before the enrollment block, on an interval boundary)."""
+    meter_public: bytes = field(fixed(33))
+    owner: bytes = field(fixed(20))
+    kind: str = field(text(16))
+    rated_w: int = field(uint())
+    interval_s: int = field(uint())
+    source: str = field(text(16))
+    export_register: int = field(uint())
+    import_register: int = field(uint())
+    first_start: int = field(uint())  # unix seconds
 
 
 @wire
@@ -131,18 +155,47 @@ class CancelOrder:
     order_id: bytes = field(fixed(32))
 
 
+ADD, REMOVE = "add", "remove"
+
+
+@wire
+@dataclass(frozen=True)
+class AuthorityVote:
+    """An authority votes to add or remove an authority key; a majority of the current set passes it, and
+    it takes effect once the block where it passed is finalized (ledger/consensus.py)."""
+    action: str = field(text(8))  # "add" | "remove"
+    key: bytes = field(fixed(32))
+
+
+@wire
+@dataclass(frozen=True)
+class EnrollOcmfMeter:
+    """An authority binds an OCMF meter (by its serial) and the key its vendor published to an owner.
+    `mint_register` (an export register, 2.8.x) mints Wh, `consume_register` (import, 1.8.x) records
+    consumption; either may be "" (the meter's kind follows: generation, consumption or both)."""
+    meter_spki: bytes = field(blob(256))  # DER SubjectPublicKeyInfo; the curve follows from it
+    serial: str = field(text(64))
+    owner: bytes = field(fixed(20))
+    mint_register: str = field(text(16))  # canonical C.D.E, e.g. "2.8.0"
+    consume_register: str = field(text(16))  # e.g. "1.8.0"
+    rated_w: int = field(uint())
+    source: str = field(text(16))
+
+
 Body = Union[Transfer, TransferWh, EnrollMeter, RevokeMeter, Redeem, PostOffer, AcceptOffer, Deliver,
-             CancelOffer, PlaceOrder, CancelOrder]
+             CancelOffer, PlaceOrder, CancelOrder, EnrollOcmfMeter, AuthorityVote, EnrollMeterSince]
 
 BODY_TYPES: dict[int, type] = {
     1: Transfer, 2: TransferWh, 3: EnrollMeter, 4: RevokeMeter, 5: Redeem, 6: PostOffer, 7: AcceptOffer,
-    8: Deliver, 9: CancelOffer, 10: PlaceOrder, 11: CancelOrder,
+    8: Deliver, 9: CancelOffer, 10: PlaceOrder, 11: CancelOrder, 12: EnrollOcmfMeter, 20: AuthorityVote,
+    21: EnrollMeterSince,
 }
 BODY_TAGS: dict[type, int] = {cls: tag for tag, cls in BODY_TYPES.items()}
 BODY_NAMES: dict[type, str] = {
     Transfer: "transfer", TransferWh: "transfer_wh", EnrollMeter: "enroll_meter", RevokeMeter: "revoke_meter",
     Redeem: "redeem", PostOffer: "post_offer", AcceptOffer: "accept_offer", Deliver: "deliver",
     CancelOffer: "cancel_offer", PlaceOrder: "place_order", CancelOrder: "cancel_order",
+    EnrollOcmfMeter: "enroll_ocmf_meter", AuthorityVote: "authority_vote", EnrollMeterSince: "enroll_meter",
 }
 
 
@@ -256,7 +309,103 @@ class MeterReading:
         return [2, [to_wire(self.fields), self.signature]]
 
 
-Tx = Union[SignedTx, MeterReading]
+@wire
+@dataclass(frozen=True)
+class VoteFields:
+    """A finality vote (Casper FFG link): `voter` attests that checkpoint `target` follows the justified
+    checkpoint `source` on its chain. Conflicting pairs (two targets at one height, or one vote surrounding
+    another) are evidence of misbehaviour."""
+    voter: bytes = field(fixed(32))  # authority's Ed25519 public key
+    source_height: int = field(uint())
+    source_hash: bytes = field(fixed(32))
+    target_height: int = field(uint())
+    target_hash: bytes = field(fixed(32))
+
+
+@dataclass(frozen=True)
+class Vote:
+    """An authority's signed finality vote; it pays no fee (only current authorities' votes count, each
+    once per target) and anyone may relay it."""
+    fields: VoteFields
+    signature: bytes
+    chain_id: str
+
+    @property
+    def kind(self) -> str:
+        return "vote"
+
+    def message(self) -> bytes:
+        cached = self.__dict__.get("_message")
+        if cached is None:
+            cached = signing_bytes(DOMAIN_VOTE, self.chain_id, to_wire(self.fields))
+            object.__setattr__(self, "_message", cached)
+        return cached
+
+    @property
+    def txid(self) -> bytes:
+        cached = self.__dict__.get("_txid")
+        if cached is None:
+            cached = hashlib.sha256(self.message()).digest()
+            object.__setattr__(self, "_txid", cached)
+        return cached
+
+    def verify(self) -> bool:
+        return verify_ed25519(self.fields.voter, self.signature, self.message())
+
+    def to_wire(self) -> list[Any]:
+        return [4, [to_wire(self.fields), self.signature]]
+
+
+@dataclass(frozen=True)
+class OcmfReading:
+    """A record a real meter signed in OCMF (ledger/ocmf.py), forwarded by anyone, verified with the
+    enrolled key. Its id hashes the chain id and the signed payload, not the signature section, so a
+    re-encoded signature (hex case, base64, SA) cannot make one record count twice."""
+    record: bytes  # UTF-8 text of the record exactly as the meter sent it
+    parsed: ocmf.Record
+    chain_id: str
+
+    @classmethod
+    def from_text(cls, text: str, chain_id: str) -> "OcmfReading":
+        """Parse a record; raises DecodeError (malformed) with the parser's detail."""
+        try:
+            return cls(text.encode("utf-8"), ocmf.parse(text), chain_id)
+        except (ocmf.OcmfError, UnicodeEncodeError) as exc:
+            raise DecodeError(f"ocmf: {exc}") from None
+
+    @property
+    def kind(self) -> str:
+        return "ocmf_reading"
+
+    @property
+    def meter_id(self) -> bytes:
+        cached = self.__dict__.get("_meter_id")
+        if cached is None:
+            cached = ocmf.meter_id_of_serial(self.parsed.serial)
+            object.__setattr__(self, "_meter_id", cached)
+        return cached
+
+    @property
+    def signature(self) -> bytes:
+        """The signature section's bytes: with the txid (header and payload) they fix the whole record."""
+        return self.record.rsplit(b"|", 1)[1]
+
+    @property
+    def txid(self) -> bytes:
+        cached = self.__dict__.get("_txid")
+        if cached is None:
+            cached = hashlib.sha256(signing_bytes(DOMAIN_OCMF, self.chain_id, self.parsed.payload)).digest()
+            object.__setattr__(self, "_txid", cached)
+        return cached
+
+    def to_wire(self) -> list[Any]:
+        return [3, [self.record]]
+
+
+DOMAIN_OCMF = "kwh/ocmf/v1"  # only for the txid: the meter's signature covers the payload alone
+
+Tx = Union[SignedTx, MeterReading, OcmfReading, Vote]
+
 
 def tx_from_wire(value: Any, chain_id: str) -> Tx:
     """Check the shape of a plain tx value and build the object (signatures are checked later)."""
@@ -282,6 +431,21 @@ def tx_from_wire(value: Any, chain_id: str) -> Tx:
         if type(sig) is not bytes or not 8 <= len(sig) <= 72:
             raise DecodeError("reading: signature must be 8..72 bytes of DER")
         return MeterReading(from_wire(ReadingFields, fields), sig, chain_id)
+    if tag == 4:
+        if len(inner) != 2:
+            raise DecodeError("vote: expected [fields, signature]")
+        fields, sig = inner
+        if type(sig) is not bytes or len(sig) != 64:
+            raise DecodeError("vote: signature must be 64 bytes")
+        return Vote(from_wire(VoteFields, fields), sig, chain_id)
+    if tag == 3:
+        if len(inner) != 1 or type(inner[0]) is not bytes:
+            raise DecodeError("ocmf reading: expected [record bytes]")
+        try:
+            text_ = inner[0].decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError("ocmf reading: record is not UTF-8") from None
+        return OcmfReading.from_text(text_, chain_id)
     raise DecodeError(f"tx: unknown type {tag}")
 
 
@@ -309,6 +473,13 @@ def sign_reading(meter: MeterKey, chain_id: str, fields: ReadingFields) -> Meter
     """What a meter does at the end of each interval."""
     unsigned = MeterReading(fields, b"", chain_id)
     return MeterReading(fields, meter.sign(unsigned.message()), chain_id)
+
+
+def sign_vote(key: AccountKey, chain_id: str, source: tuple[int, bytes], target: tuple[int, bytes]) -> Vote:
+    """What an authority does when a new block becomes its head (node/finality.py decides when)."""
+    fields = VoteFields(key.public, source[0], source[1], target[0], target[1])
+    unsigned = Vote(fields, b"", chain_id)
+    return Vote(fields, key.sign(unsigned.message()), chain_id)
 
 
 def cost(wh: int, price_per_wh: int) -> int:

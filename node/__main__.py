@@ -2,8 +2,10 @@
 
 Exit codes: 0 after a clean stop, 2 when the node cannot start (bad flags, genesis, key, data dir, port,
 or a data dir whose state does not match its head); the reason is one line on stderr.
-`--check-db` checks the data dir thoroughly instead of running (exit 0 consistent, 1 not, 2 cannot open). Shutdown stops the producer and miner workers, the peers, then the
-HTTP server, and closes LevelDB last, so a restart with the same data dir continues where it stopped.
+`--check-db` checks the data dir thoroughly instead of running (exit 0 consistent, 1 not, 2 cannot open);
+`--upgrade-db` converts a schema-1 data dir to schema 2 (ledger/migrate.py) and exits.
+Shutdown stops the producer and miner workers, the peers, then the HTTP server, and closes LevelDB last,
+so a restart with the same data dir continues where it stopped.
 """
 from __future__ import annotations
 
@@ -60,14 +62,55 @@ def check_db(config: Config) -> int:
         kv.close()
 
 
+def upgrade_db(config: Config, to_height: int | None) -> int:
+    """`kwh-node --upgrade-db`: convert a stopped node's schema-1 data dir to schema 2 (ledger/migrate.py),
+    then check it. Exit 0 upgraded (or already current), 1 if it cannot be upgraded, 2 if it cannot open."""
+    from ledger.chain import SCHEMA_VERSION, Chain
+    from ledger.genesis import Genesis
+    from ledger.migrate import UpgradeError, schema_version, upgrade_v1_to_v2
+    from ledger.store import LevelKV
+    if not (config.data_dir / "CURRENT").exists():
+        print(f"kwh-node: error: {config.data_dir} holds no database", file=sys.stderr)
+        return 2
+    try:
+        genesis = Genesis.load(config.genesis)
+        kv = LevelKV(config.data_dir)
+    except Exception as exc:  # noqa: BLE001 - bad genesis, or LevelDB locked by a running node / corrupt
+        print(f"kwh-node: error: cannot open {config.data_dir} with {config.genesis}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if schema_version(kv) == SCHEMA_VERSION:
+            print(f"kwh-node: {config.data_dir} is already at schema version {SCHEMA_VERSION}")
+            return 0
+        try:
+            done = upgrade_v1_to_v2(kv, to_height)
+            problems = Chain(kv, genesis, resume=False).check(full=True)
+        except (UpgradeError, ValueError) as exc:
+            print(f"kwh-node: error: cannot upgrade {config.data_dir}: {exc}", file=sys.stderr)
+            return 1
+        if problems:
+            print(f"kwh-node: error: {config.data_dir} upgraded but inconsistent: {problems[0]}", file=sys.stderr)
+            return 1
+        print(f"kwh-node: {config.data_dir} upgraded to schema version {SCHEMA_VERSION} at height "
+              f"{done['height']} (head {done['head']}, {done['reverted']} blocks reverted first): "
+              f"{done['lots']} lots, {done['resting_orders']} resting orders, {done['scheduled']} scheduled "
+              f"expiries now one entry each")
+        return 0
+    finally:
+        kv.close()
+
+
 async def serve(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(argv)
     except ConfigError as exc:
         print(f"kwh-node: error: {exc}", file=sys.stderr)
         return 2
-    if build_parser().parse_args(argv).check_db:
+    args = build_parser().parse_args(argv)
+    if args.check_db:
         return check_db(config)
+    if args.upgrade_db:
+        return upgrade_db(config, args.upgrade_height)
     log = EventLog(config.log_level)
     bridge_stdlib_logging(log)
     from .api import Api

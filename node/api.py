@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from ledger import errors as E
+from ledger import queries
 from ledger.encoding import encode
 from ledger.errors import Rejected
 from ledger.keys import parse_address
@@ -28,6 +29,9 @@ from .metrics import CONTENT_TYPE_LATEST
 from .openapi import openapi_document
 from .peers import MAX_BLOCK_BODY, TokenBucket, read_body, read_json
 from .service import Node, now_ms
+from ledger.ocmf_rules import iterate_ocmf_meters, load_ocmf_meter
+
+from .views import ocmf_meter_json
 from .views import (OFFER_STATUSES, ORDER_STATUSES, TRADE_STATUSES, account_json, block_json, lot_json,
                     meter_json, movement_json, offer_json, order_json, trade_json, tx_json)
 
@@ -35,7 +39,9 @@ MSGPACK = "application/msgpack"
 MAX_TX_BODY = 4 * MAX_TX_BYTES  # hex in JSON doubles the bytes; room for the wrapper
 MAX_BLOCKS_PER_PAGE = 100
 MAX_PAGE_BYTES = 16 * 1024 * 1024  # a msgpack page stops early rather than grow past this
-MAX_LIST = 10_000
+MAX_PAGE = 1000  # items in one page of a listing (`limit` above it is capped)
+MAX_BOOK_DEPTH = 100  # price levels per side of GET /market/orderbook
+_CURSOR = re.compile(r"(?:[0-9a-f]{2}){1,64}")
 # matched with fullmatch (a `$` would let a trailing newline through)
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _HEIGHT = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() also takes '²', which int() refuses
@@ -57,6 +63,8 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/accounts/{addr}/history", "account_history"),
     ("GET", "/meters", "meters"),
     ("GET", "/meters/{meter_id}", "meter"),
+    ("GET", "/ocmf-meters", "ocmf_meters"),
+    ("GET", "/ocmf-meters/{meter_id}", "ocmf_meter"),
     ("GET", "/lots/{lot_id}", "lot"),
     ("GET", "/market/offers", "offers"),
     ("GET", "/market/offers/{offer_id}", "offer"),
@@ -66,6 +74,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/trades/{trade_id}", "trade"),
     ("GET", "/energy", "energy"),
     ("GET", "/evidence", "evidence"),
+    ("GET", "/authorities", "authorities"),
     ("GET", "/metrics", "metrics"),
     ("GET", "/openapi.json", "openapi"),
     ("POST", "/admin/grid-signal", "grid_signal"),
@@ -104,6 +113,25 @@ def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) 
     if value < lo:
         raise ApiError(BAD_REQUEST, f"{name} must be at least {lo}")
     return min(value, hi)
+
+
+def _cursor_query(request: web.Request) -> bytes | None:
+    """The `cursor` a listing continues from: the `next` of the page before, as it was given."""
+    raw = request.query.get("cursor")
+    if raw is None:
+        return None
+    if not _CURSOR.fullmatch(raw):
+        raise ApiError(BAD_REQUEST, "cursor must be the `next` value of an earlier page")
+    return bytes.fromhex(raw)
+
+
+def _page_query(request: web.Request, default: int = MAX_PAGE) -> tuple[bytes | None, int]:
+    return _cursor_query(request), _int_query(request, "limit", default, 1, MAX_PAGE)
+
+
+def _paged(key: str, items: list[Any], next_cursor: bytes | None, **extra: Any) -> web.Response:
+    """A page of a listing: its items under `key`, and `next` (the cursor of the next page, or null)."""
+    return ok({key: items, **extra, "next": next_cursor.hex() if next_cursor is not None else None})
 
 
 def _address_query(request: web.Request, name: str) -> bytes | None:
@@ -204,8 +232,13 @@ class Api:
     # chain ----------------------------------------------------------------------------------------
     async def status(self, request: web.Request) -> web.Response:
         node, chain = self.node, self.chain
+        fin = chain.finality()
         return ok({"chain_id": chain.chain_id, "genesis": chain.genesis_block.hash.hex(), "height": chain.height,
                    "head": chain.head_hash.hex(), "total_work": chain.head.total_work, "time_ms": now_ms(),
+                   "head_time_ms": chain.head.timestamp_ms,
+                   "justified_height": fin["justified_height"], "justified_hash": fin["justified_hash"].hex(),
+                   "finalized_height": fin["finalized_height"], "finalized_hash": fin["finalized_hash"].hex(),
+                   "finality_lag_blocks": chain.height - fin["finalized_height"],
                    "node_key": node.key.public.hex() if node.key else None, "authority": node.authority,
                    "syncing": node.peers.syncing, "mempool": len(node.mempool),
                    "peers": node.peers.status_list()})
@@ -230,6 +263,9 @@ class Api:
 
     async def blocks(self, request: web.Request) -> web.Response:
         start = _int_query(request, "from", 1, 0, 1 << 62)
+        cursor = _cursor_query(request)
+        if cursor is not None:  # the `next` of an earlier page: the height to go on from
+            start = int.from_bytes(cursor, "big")
         limit = _int_query(request, "limit", MAX_BLOCKS_PER_PAGE, 1, MAX_BLOCKS_PER_PAGE)
         msgpack = _wants_msgpack(request)
         out: list[Any] = []
@@ -245,11 +281,28 @@ class Api:
             out.append(raw if msgpack else block_json(self.chain.block(block_hash)))  # type: ignore[arg-type]
         if msgpack:
             return web.Response(body=encode(out), content_type=MSGPACK)
-        return ok({"blocks": out})
+        after = start + len(out)
+        more = after <= self.chain.height and after < (1 << 62)
+        return _paged("blocks", out, after.to_bytes(8, "big") if more else None)
 
     async def evidence(self, request: web.Request) -> web.Response:
+        """Double-signed blocks, and conflicting finality votes with both signed votes (hex of their
+        canonical tx bytes, which POST /tx and any verifier take as they are)."""
         return ok({"evidence": [{"proposer": e["proposer"].hex(), "height": e["height"],
-                                 "blocks": [b.hex() for b in e["blocks"]]} for e in self.chain.evidence()]})
+                                 "blocks": [b.hex() for b in e["blocks"]]} for e in self.chain.evidence()],
+                   "votes": [{"voter": e["voter"].hex(), "target_height": e["target_height"], "kind": e["kind"],
+                              "votes": [v.hex() for v in e["votes"]]} for e in self.chain.vote_evidence()]})
+
+    async def authorities(self, request: web.Request) -> web.Response:
+        """The authority set that signs the next block, proposals not yet passed, and changes that passed
+        and wait for their block to be finalized."""
+        chain = self.chain
+        gov = chain.governance()
+        return ok({"authorities": [a.hex() for a in chain.authorities],
+                   "proposals": [{"action": action, "key": key.hex(), "votes": [v.hex() for v in voters]}
+                                 for action, key, voters in gov.proposals],
+                   "scheduled": [{"action": action, "key": key.hex(), "passed_height": height}
+                                 for action, key, height in gov.scheduled]})
 
     # transactions ---------------------------------------------------------------------------------
     async def post_tx(self, request: web.Request) -> web.Response:
@@ -276,8 +329,8 @@ class Api:
             block = self.chain.block(block_hash)
             assert block is not None
             return ok({"txid": txid.hex(), "status": "included", "height": height, "block": block_hash.hex(),
-                       "index": index, "tx": tx_json(block.txs[index])})
-        pending = self.node.mempool.get(txid)
+                       "index": index, "final": self.chain.is_final(height), "tx": tx_json(block.txs[index])})
+        pending = self.node.mempool.get(txid) or self.node.votes.get(txid)
         if pending is not None:
             return ok({"txid": txid.hex(), "status": "pending", "tx": tx_json(pending)})
         dropped = self.node.mempool.dropped.get(txid)
@@ -293,23 +346,27 @@ class Api:
 
     async def account_lots(self, request: web.Request) -> web.Response:
         addr = _address(request.match_info["addr"])
-        return ok({"lots": [lot_json(lot_id, self.chain.lot(lot_id), wh, source)
-                            for lot_id, wh, source in self.chain.holdings(addr)]})
+        cursor, limit = _page_query(request)
+        if cursor is not None and len(cursor) != 24:
+            raise ApiError(BAD_REQUEST, "cursor must be the `next` value of an earlier page")
+        held = self.chain.holdings(addr, after=cursor or b"", limit=limit + 1)
+        more = len(held) > limit
+        held = held[:limit]
+        return _paged("lots", [lot_json(lot_id, self.chain.lot(lot_id), wh, source) for lot_id, wh, source in held],
+                      held[-1][0] if more else None)
 
     async def account_history(self, request: web.Request) -> web.Response:
         addr = _address(request.match_info["addr"])
-        limit = _int_query(request, "limit", 50, 1, 1000)
-        return ok({"history": [{"height": h, "txid": txid.hex(), "kind": kind}
-                               for h, txid, kind in self.chain.history(addr, limit)]})
+        cursor, limit = _page_query(request, 50)
+        page = queries.history(self.chain.kv, addr, cursor, limit)
+        return _paged("history", [{"height": h, "txid": txid.hex(), "kind": kind, "final": self.chain.is_final(h)}
+                                  for h, txid, kind in page.items], page.next)
 
     # meters and lots ------------------------------------------------------------------------------
     async def meters(self, request: web.Request) -> web.Response:
-        out = []
-        for meter_id, m in self.chain.meters():
-            out.append(meter_json(meter_id, m))
-            if len(out) >= MAX_LIST:
-                break
-        return ok({"meters": out})
+        cursor, limit = _page_query(request)
+        page = queries.meters(self.chain.kv, cursor, limit)
+        return _paged("meters", [meter_json(meter_id, m) for meter_id, m in page.items], page.next)
 
     async def meter(self, request: web.Request) -> web.Response:
         meter_id = hex_value(request.match_info["meter_id"], 16, "meter_id")
@@ -318,26 +375,37 @@ class Api:
             raise ApiError(NOT_FOUND, f"no meter {meter_id.hex()}")
         return ok(meter_json(meter_id, m))
 
+    async def ocmf_meters(self, request: web.Request) -> web.Response:
+        out = []
+        for meter_id, m in iterate_ocmf_meters(self.chain.kv):
+            out.append(ocmf_meter_json(meter_id, m))
+            if len(out) >= MAX_LIST:
+                break
+        return ok({"meters": out})
+
+    async def ocmf_meter(self, request: web.Request) -> web.Response:
+        meter_id = hex_value(request.match_info["meter_id"], 16, "meter_id")
+        m = load_ocmf_meter(self.chain.kv, meter_id)
+        if m is None:
+            raise ApiError(NOT_FOUND, f"no OCMF meter {meter_id.hex()}")
+        return ok(ocmf_meter_json(meter_id, m))
+
     async def lot(self, request: web.Request) -> web.Response:
         lot_id = hex_value(request.match_info["lot_id"], 24, "lot_id")
         lot = self.chain.lot(lot_id)
         if lot is None:
             raise ApiError(NOT_FOUND, f"no lot {lot_id.hex()}")
-        return ok({"lot": lot_json(lot_id, lot), "movements": [movement_json(m) for m in
-                                                               self.chain.lot_movements(lot_id)]})
+        cursor, limit = _page_query(request)
+        page = queries.lot_movements(self.chain.kv, lot_id, cursor, limit)
+        return _paged("movements", [movement_json(m) for m in page.items], page.next, lot=lot_json(lot_id, lot))
 
     # market ---------------------------------------------------------------------------------------
     async def offers(self, request: web.Request) -> web.Response:
         status = _status_query(request, OFFER_STATUSES)
         seller = _address_query(request, "seller")
-        out = []
-        for offer_id, o in self.chain.offers():
-            if (status and o.status != status) or (seller is not None and o.seller != seller):
-                continue
-            out.append(offer_json(offer_id, o))
-            if len(out) >= MAX_LIST:
-                break
-        return ok({"offers": out})
+        cursor, limit = _page_query(request)
+        page = queries.offers(self.chain.kv, cursor, limit, status, seller)
+        return _paged("offers", [offer_json(offer_id, o) for offer_id, o in page.items], page.next)
 
     async def offer(self, request: web.Request) -> web.Response:
         offer_id = hex_value(request.match_info["offer_id"], 32, "offer_id")
@@ -347,40 +415,39 @@ class Api:
         return ok(offer_json(offer_id, o))
 
     async def orderbook(self, request: web.Request) -> web.Response:
-        buys, sells = self.chain.order_book()
+        """The best `limit` orders of each side and the best `depth` price levels (orders summed)."""
+        limit = _int_query(request, "limit", 100, 1, MAX_PAGE)
+        depth = _int_query(request, "depth", 20, 1, MAX_BOOK_DEPTH)
+        buys, sells = self.chain.order_book(limit)
+        kv = self.chain.kv
+        (buy_levels, buys_cut), (sell_levels, sells_cut) = (queries.book_levels(kv, "buy", depth),
+                                                             queries.book_levels(kv, "sell", depth))
         return ok({"buys": [order_json(i, o) for i, o in buys if o is not None],
-                   "sells": [order_json(i, o) for i, o in sells if o is not None]})
+                   "sells": [order_json(i, o) for i, o in sells if o is not None],
+                   "levels": {"buys": buy_levels, "sells": sell_levels, "partial": buys_cut or sells_cut}})
 
     async def orders(self, request: web.Request) -> web.Response:
         owner = _address_query(request, "owner")
         status = _status_query(request, ORDER_STATUSES)
-        out = []
-        for order_id, o in self.chain.orders():
-            if (owner is not None and o.owner != owner) or (status and o.status != status):
-                continue
-            out.append(order_json(order_id, o))
-            if len(out) >= MAX_LIST:
-                break
-        return ok({"orders": out})
+        cursor, limit = _page_query(request)
+        page = queries.orders(self.chain.kv, cursor, limit, status, owner)
+        finalized = self.chain.head.finalized
+        return _paged("orders", [order_json(order_id, o, finalized) for order_id, o in page.items], page.next)
 
     async def trades(self, request: web.Request) -> web.Response:
         party = _address_query(request, "party")
         status = _status_query(request, TRADE_STATUSES)
-        out = []
-        for trade_id, t in self.chain.trades():
-            if (party is not None and party not in (t.seller, t.buyer)) or (status and t.status != status):
-                continue
-            out.append(trade_json(trade_id, t))
-            if len(out) >= MAX_LIST:
-                break
-        return ok({"trades": out})
+        cursor, limit = _page_query(request)
+        page = queries.trades(self.chain.kv, cursor, limit, status, party)
+        finalized = self.chain.head.finalized
+        return _paged("trades", [trade_json(trade_id, t, finalized) for trade_id, t in page.items], page.next)
 
     async def trade(self, request: web.Request) -> web.Response:
         trade_id = hex_value(request.match_info["trade_id"], 32, "trade_id")
         t = self.chain.trade(trade_id)
         if t is None:
             raise ApiError(NOT_FOUND, f"no trade {trade_id.hex()}")
-        return ok(trade_json(trade_id, t))
+        return ok(trade_json(trade_id, t, self.chain.head.finalized))
 
     # energy and operations ------------------------------------------------------------------------
     async def energy(self, request: web.Request) -> web.Response:
@@ -410,6 +477,7 @@ class Api:
     async def metrics(self, request: web.Request) -> web.Response:
         node = self.node
         node._update_gauges()
+        node.update_escrow_gauge()
         node.metrics.peers.set(node.peers.connected_count())
         snap = node.grid_snapshot()
         node.metrics.difficulty.set(snap["difficulty"])

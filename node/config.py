@@ -43,6 +43,7 @@ class Config:
     mempool_per_sender: int = 128
     peer_rate: float = 200.0  # requests per second per peer session (burst: 5 s worth)
     api_rate: float = 5000.0  # requests per second per client address on public routes; 0 = unlimited
+    archive: bool = False  # keep the undo data of finalized blocks (by default it is dropped: nothing reverts them)
 
     @property
     def host(self) -> str:
@@ -91,9 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mempool-per-sender", type=int, help="most pending transactions of one sender (128)")
     p.add_argument("--peer-rate", type=float, help="requests/s allowed per peer session (default 200)")
     p.add_argument("--api-rate", type=float, help="requests/s per client address on public routes (0: off)")
+    p.add_argument("--archive", action="store_const", const=True, default=None,
+                   help="keep every block's undo data (by default a node drops it below the finalized height)")
     p.add_argument("--check-db", action="store_true",
                    help="check the data dir's consistency (state root, indexes, undo data) and exit: 0 if "
                         "consistent, 1 if not; the node must not be running")
+    p.add_argument("--upgrade-db", action="store_true",
+                   help="upgrade a stopped node's data dir from schema 1 to 2 and exit (every node of a network "
+                        "at the same block: see --upgrade-height)")
+    p.add_argument("--upgrade-height", type=int, metavar="H",
+                   help="with --upgrade-db: first revert the head to height H (the lowest head of the network)")
     return p
 
 
@@ -116,6 +124,10 @@ def _coerce(name: str, value: Any, base: Path | None) -> Any:
     if name in _STRS:
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be a string")
+        return value
+    if name == "archive":
+        if not isinstance(value, bool):
+            raise ConfigError("archive must be true or false")
         return value
     if name == "peers":
         if isinstance(value, str):

@@ -19,7 +19,6 @@ from aiohttp import web
 
 from ledger.encoding import decode
 from ledger.keys import format_address, parse_address
-from ledger.state import K_BOOK
 
 from .codes import BAD_REQUEST, NOT_FOUND, ApiError, hex_value
 from .dashboard_index import DashboardIndex
@@ -341,19 +340,9 @@ class Dashboard:
 
 
 def _book(chain: Any) -> tuple[list[tuple[bytes, Any]], list[tuple[bytes, Any]]]:
-    """The best MAX_BOOK_ORDERS open orders of each side (best first), read one by one from the book's
-    index record (as Chain.order_book does, without loading every open order)."""
-    raw = chain.kv.get(K_BOOK)
-    if raw is None:
-        return [], []
-    sides = decode(raw)
-    out: tuple[list[tuple[bytes, Any]], list[tuple[bytes, Any]]] = ([], [])
-    for side, entries in zip(out, sides):
-        for entry in entries[:MAX_BOOK_ORDERS]:
-            order = chain.order(entry[2])
-            if order is not None:
-                side.append((entry[2], order))
-    return out
+    """The best MAX_BOOK_ORDERS open orders of each side (best first): the book's price-time keys are read
+    in order, as far as needed (Chain.order_book)."""
+    return chain.order_book(MAX_BOOK_ORDERS)
 
 
 def _levels(orders: list[tuple[bytes, Any]]) -> list[dict[str, int]]:

@@ -29,7 +29,7 @@ from typing import Any
 
 from ledger.chain import Chain
 from ledger.encoding import decode
-from ledger.state import K_GLOBALS, Globals
+from ledger.state import Globals
 from ledger.tx import AcceptOffer, MeterReading, PostOffer, SignedTx
 
 HOUR_S = 3600
@@ -68,16 +68,17 @@ class _Walk:
     trades: list[bytes] = field(default_factory=list)
 
 
-def _globals_before(chain: Chain, block_hash: bytes, after: Globals) -> Globals | None:
-    """The global counters before the block: its undo data's old value of the globals record, or `after`
-    if the block did not write it. None if the undo data is gone (the block left the canonical chain)."""
-    raw = chain.kv.get(b"u" + block_hash)
-    if raw is None:
+def _globals_before(chain: Chain, block_hash: bytes, height: int, after: Globals) -> Globals | None:
+    """The global counters before the block: the chain's record of them (`q<hash>`, kept for blocks that
+    changed them, also after their undo data was pruned), or `after` if the block did not change them.
+    None if the block is no longer canonical (a reorg took it away while the digest was walking)."""
+    if chain.canonical_hash(height) != block_hash:
         return None
-    for key, old in decode(raw):
-        if key == K_GLOBALS:
-            return Globals.unpack(old) if old is not None else Globals()
-    return after
+    raw = chain.kv.get(b"q" + block_hash)
+    if raw is None:
+        return after
+    (old,) = decode(raw)
+    return Globals.unpack(old) if old is not None else Globals()
 
 
 class DashboardIndex:
@@ -145,7 +146,7 @@ class DashboardIndex:
         block_hash = target_hash
         for n, height in enumerate(range(target_height, low - 1, -1)):
             block = chain.block(block_hash)
-            before = _globals_before(chain, block_hash, after) if block is not None else None
+            before = _globals_before(chain, block_hash, height, after) if block is not None else None
             if block is None or before is None or block.height != height:
                 self.reset()  # the chain moved under the walk
                 return False

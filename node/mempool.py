@@ -7,7 +7,9 @@ Invariants that keep it simple and bounded:
   * each meter's pending readings follow each other (counter, interval, registers), checked by executing
     the earlier pending readings first;
   * size is bounded (signed txs and readings separately) and per sender/meter; when full, a tx that pays
-    more than the cheapest evictable one replaces it, otherwise it is refused with `mempool_full`.
+    more than the cheapest evictable one replaces it, otherwise it is refused with `mempool_full`. The
+    evictable txs (the last of each sender's run) are kept in a heap, so admission at capacity costs
+    O(log n), not a scan of every sender.
 Signed txs are admitted with `Chain.check_tx(pending_nonce=...)`; readings with the wall clock `now_ms`.
 After every new head, included txs leave, txs of reverted blocks come back, and what the new state made
 invalid is dropped (checked a bounded number per head, round robin, so a big pool costs little per block).
@@ -26,8 +28,8 @@ from ledger.block import Block
 from ledger.chain import Chain
 from ledger.errors import Rejected
 from ledger.state import StateOverlay
-from ledger.transition import BlockContext, Transition
-from ledger.tx import MeterReading, SignedTx, Tx
+from ledger.transition import Transition
+from ledger.tx import MeterReading, OcmfReading, SignedTx, Tx
 
 from .codes import MEMPOOL_FULL
 
@@ -48,6 +50,16 @@ class Dropped:
     detail: str
 
 
+def reading_slot(tx: Tx) -> tuple[bytes, int] | None:
+    """(meter id, order within the meter) of a reading: a native reading's counter, an OCMF record's time
+    (each meter's accepted records strictly increase in time); None for a signed tx."""
+    if isinstance(tx, MeterReading):
+        return tx.fields.meter_id, tx.fields.counter
+    if isinstance(tx, OcmfReading):
+        return tx.meter_id, tx.parsed.time_ms
+    return None
+
+
 class Mempool:
     def __init__(self, chain: Chain, max_size: int = 20_000, per_sender: int = 128, max_readings: int | None = None,
                  remember_dropped: int = 10_000) -> None:
@@ -64,6 +76,9 @@ class Mempool:
         self.remember_dropped = remember_dropped
         self._seq = itertools.count()
         self._cursor = 0  # round-robin position of revalidation
+        # (fee, -seq, txid) of each sender's last pending tx, cheapest and then newest first; entries go
+        # stale when a run changes and are skipped when met (rebuilt when stale ones outnumber live ones)
+        self._evictable: list[tuple[int, int, bytes]] = []
 
     # reading ----------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -96,6 +111,8 @@ class Mempool:
             raise Rejected(E.DUPLICATE, "already pending")
         if isinstance(tx, MeterReading):
             self._add_reading(tx, now_ms)
+        elif isinstance(tx, OcmfReading):
+            self._add_ocmf(tx, now_ms)
         else:
             self._add_signed(tx, now_ms)
 
@@ -135,14 +152,24 @@ class Mempool:
         raise Rejected(reason, detail)
 
     def _evict_for(self, tx: SignedTx) -> None:
-        """Make room by dropping the cheapest last-of-run tx of another sender, if it pays less."""
+        """Make room by dropping the cheapest last-of-run tx of another sender, if it pays less: the top of
+        the evictable heap, past stale entries and the sender's own last tx (O(log n) amortized)."""
         victim: Entry | None = None
-        for sender, pend in self.by_sender.items():
-            if sender == tx.sender_address or not pend:
+        own: list[tuple[int, int, bytes]] = []
+        heap = self._evictable
+        while heap:
+            _fee, neg_seq, txid = heap[0]
+            entry = self.entries.get(txid)
+            if entry is None or entry.seq != -neg_seq or not self._is_last(entry):
+                heapq.heappop(heap)
                 continue
-            entry = self.entries[pend[max(pend)]]
-            if victim is None or (entry.tx.fee, -entry.seq) < (victim.tx.fee, -victim.seq):  # type: ignore[union-attr]
-                victim = entry
+            if entry.tx.sender_address == tx.sender_address:  # type: ignore[union-attr]
+                own.append(heapq.heappop(heap))
+                continue
+            victim = entry
+            break
+        for item in own:
+            heapq.heappush(heap, item)
         if victim is None or victim.tx.fee >= tx.fee:  # type: ignore[union-attr]
             raise Rejected(MEMPOOL_FULL, f"mempool holds {self.signed_count} transactions; pay a higher fee "
                                          f"than {victim.tx.fee if victim else 0} to replace one")  # type: ignore
@@ -166,14 +193,29 @@ class Mempool:
             raise Rejected(MEMPOOL_FULL, f"mempool holds {self.reading_count} readings")
         self._insert(tx, now_ms)
 
+    def _add_ocmf(self, tx: OcmfReading, now_ms: int) -> None:
+        """Like a native reading: a meter's pending records follow each other (in time, hence paging)."""
+        meter, slot = tx.meter_id, tx.parsed.time_ms
+        pend = self.by_meter.get(meter, {})
+        if pend:
+            if slot <= max(pend):
+                raise Rejected(E.INTERVAL_OVERLAP, "a pending record of this meter is not older than this one")
+            if len(pend) >= self.per_sender:
+                raise Rejected(MEMPOOL_FULL, f"meter has {len(pend)} pending readings (limit {self.per_sender})")
+            self._check_after([self.entries[pend[c]].tx for c in sorted(pend)], tx, now_ms)
+        else:
+            self.chain.check_tx(tx, now_ms)
+        if self.reading_count >= self.max_readings:
+            raise Rejected(MEMPOOL_FULL, f"mempool holds {self.reading_count} readings")
+        self._insert(tx, now_ms)
+
     def _check_after(self, predecessors: Sequence[Tx], tx: Tx, now_ms: int) -> None:
         """Would `tx` apply on the head state after its pending predecessors? (Chain.check_tx, extended.)"""
         chain = self.chain
         if chain.tx_location(tx.txid) is not None:
             raise Rejected(E.DUPLICATE, "already in the chain")
         st = StateOverlay(chain.kv, chain.head.accumulator)
-        ctx = BlockContext(chain.head.height + 1, max(now_ms, chain.head.timestamp_ms), bytes(32), chain.params)
-        tr = Transition(st, ctx)
+        tr = Transition(st, chain.admission_context(now_ms))
         for p in predecessors:
             try:
                 tr.apply(p, verified=True)
@@ -181,24 +223,45 @@ class Mempool:
                 raise Rejected(exc.reason, f"a pending predecessor no longer applies: {exc.detail}") from None
         tr.apply(tx)
 
+    def _is_last(self, entry: Entry) -> bool:
+        """Is this signed tx the last of its sender's pending run (the only kind eviction may take)?"""
+        tx = entry.tx
+        pend = self.by_sender.get(tx.sender_address)  # type: ignore[union-attr]
+        return bool(pend) and max(pend) == tx.nonce and pend[tx.nonce] == tx.txid  # type: ignore[union-attr,index]
+
+    def _push_last(self, sender: bytes) -> None:
+        """Put the sender's current last pending tx on the evictable heap (rebuilding it if mostly stale)."""
+        pend = self.by_sender.get(sender)
+        if not pend:
+            return
+        entry = self.entries[pend[max(pend)]]
+        heapq.heappush(self._evictable, (entry.tx.fee, -entry.seq, entry.tx.txid))  # type: ignore[union-attr]
+        if len(self._evictable) > 2 * len(self.by_sender) + 64:
+            lasts = (self.entries[p[max(p)]] for p in self.by_sender.values())
+            self._evictable = [(e.tx.fee, -e.seq, e.tx.txid) for e in lasts]  # type: ignore[union-attr]
+            heapq.heapify(self._evictable)
+
     def _insert(self, tx: Tx, now_ms: int) -> None:
         self.entries[tx.txid] = Entry(tx, next(self._seq), now_ms)
         self.dropped.pop(tx.txid, None)
-        if isinstance(tx, MeterReading):
-            self.by_meter.setdefault(tx.fields.meter_id, {})[tx.fields.counter] = tx.txid
+        slot = reading_slot(tx)
+        if slot is not None:
+            self.by_meter.setdefault(slot[0], {})[slot[1]] = tx.txid
             self.reading_count += 1
         else:
             self.by_sender.setdefault(tx.sender_address, {})[tx.nonce] = tx.txid
             self.signed_count += 1
+            self._push_last(tx.sender_address)
 
     def _remove(self, txid: bytes) -> Tx | None:
         entry = self.entries.pop(txid, None)
         if entry is None:
             return None
         tx = entry.tx
-        if isinstance(tx, MeterReading):
-            index, key, self.reading_count = self.by_meter, tx.fields.meter_id, self.reading_count - 1
-            slot = tx.fields.counter
+        meter_slot = reading_slot(tx)
+        if meter_slot is not None:
+            index, self.reading_count = self.by_meter, self.reading_count - 1
+            key, slot = meter_slot
         else:
             index, key, self.signed_count = self.by_sender, tx.sender_address, self.signed_count - 1
             slot = tx.nonce
@@ -208,6 +271,8 @@ class Mempool:
                 del pend[slot]
             if not pend:
                 del index[key]
+            elif index is self.by_sender:
+                self._push_last(key)
         return tx
 
     def remember(self, tx: Tx, reason: str, detail: str) -> None:
@@ -223,9 +288,10 @@ class Mempool:
         if entry is None:
             return []
         tx = entry.tx
-        if isinstance(tx, MeterReading):
-            pend = self.by_meter.get(tx.fields.meter_id, {})
-            later = [pend[c] for c in sorted(pend) if c > tx.fields.counter]
+        meter_slot = reading_slot(tx)
+        if meter_slot is not None:
+            pend = self.by_meter.get(meter_slot[0], {})
+            later = [pend[c] for c in sorted(pend) if c > meter_slot[1]]
         else:
             pend = self.by_sender.get(tx.sender_address, {})
             later = [pend[n] for n in sorted(pend) if n > tx.nonce]

@@ -11,7 +11,11 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.height = Gauge("kwh_height", "Height of the head block", registry=r)
-        self.total_work = Gauge("kwh_total_work", "Total work of the head chain", registry=r)
+        self.total_work = Gauge("kwh_total_work", "Fork-choice weight of the head chain (2 per in-turn block, "
+                                "1 per out-of-turn block)", registry=r)
+        self.finalized_height = Gauge("kwh_finalized_height", "Height of the last finalized block", registry=r)
+        self.finality_lag = Gauge("kwh_finality_lag_blocks", "Head height minus finalized height", registry=r)
+        self.vote_evidence = Counter("kwh_vote_evidence", "Conflicting finality votes seen", registry=r)
         self.mempool_size = Gauge("kwh_mempool_size", "Pending transactions and readings", registry=r)
         self.peers = Gauge("kwh_peers", "Peers with a live session", registry=r)
         self.syncing = Gauge("kwh_syncing", "1 while catching up with a peer", registry=r)
@@ -32,6 +36,17 @@ class Metrics:
         self.surplus_w = Gauge("kwh_grid_surplus_watts", "Last grid signal (negative: shortage)", registry=r)
         self.hash_rate = Gauge("kwh_miner_hash_rate", "Hashes per CPU-second of one mining worker", registry=r)
         self.peer_bans = Counter("kwh_peer_bans", "Peers banned for misbehaviour", registry=r)
+        # The ledger's energy and escrow totals along the head chain. Gauges, not counters: a reorganisation
+        # can take a block's minting back, and a Prometheus counter must never go down.
+        self.minted_wh = Gauge("kwh_energy_minted_wh", "Wh minted from meter readings (head chain)", registry=r)
+        self.consumed_wh = Gauge("kwh_energy_consumed_wh", "Wh of metered consumption reported (head chain)",
+                                 registry=r)
+        self.redeemed_wh = Gauge("kwh_energy_redeemed_wh", "Wh redeemed (burned) against consumption (head chain)",
+                                 registry=r)
+        self.settled_wh = Gauge("kwh_energy_settled_wh", "Wh that changed hands through trades and the order book "
+                                "(head chain)", registry=r)
+        self.escrow_coin = Gauge("kwh_escrow_coin_units", "Coin (base units) held in escrow by open trades: "
+                                 "prepaid, not yet released or refunded", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -42,6 +42,15 @@ def _list(name: str, key: str) -> dict[str, Any]:
     return _obj({key: {"type": "array", "items": _ref(name)}})
 
 
+NEXT = {"type": "string", "pattern": "^([0-9a-f]{2}){1,64}$", "nullable": True,
+        "description": "cursor of the next page (pass it as `cursor`); null at the end. Opaque."}
+
+
+def _page(name: str, key: str, **more: Any) -> dict[str, Any]:
+    """A page of a listing: its items and the `next` cursor."""
+    return _obj({key: {"type": "array", "items": _ref(name)}, **more, "next": NEXT})
+
+
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": {"type": "string", "description": "machine-readable reason (ledger/errors.py, "
                                                              "not_found, bad_request, unauthorized, rate_limited, "
@@ -49,26 +58,32 @@ SCHEMAS: dict[str, Any] = {
                    "detail": STR}, additionalProperties=False),
     "Tx": _obj({"txid": HEX, "kind": {"type": "string", "description": "transfer, transfer_wh, enroll_meter, "
                                       "revoke_meter, redeem, post_offer, accept_offer, deliver, cancel_offer, "
-                                      "place_order, cancel_order or reading"},
+                                      "place_order, cancel_order, enroll_ocmf_meter, reading or "
+                                      "ocmf_reading"},
                 "sender": ADDR, "sender_key": HEX, "nonce": INT, "fee": INT, "signature": HEX},
                required=["txid", "kind"], additionalProperties=True,
                description="Signed txs carry sender, sender_key, nonce, fee and the body's fields (addresses as "
                            "text, bytes as hex; EnrollMeter's kind is meter_kind); readings carry the reading "
                            "fields (meter_id, interval_start, interval_s, export_wh, import_wh, export_register, "
-                           "import_register, counter)."),
+                           "import_register, counter); OCMF readings carry meter_id, serial, paging, time_ms "
+                           "and the raw record."),
     "Block": _obj({"hash": HEX, "height": INT, "prev_hash": HEX, "timestamp_ms": INT, "proposer": HEX,
                    "tx_root": HEX, "state_root": HEX, "difficulty": INT, "nonce": INT, "hashes": INT,
                    "energy_mj": INT, "energy_estimated": BOOL, "txs": {"type": "array", "items": _ref("Tx")}}),
     "Peer": _obj({"url": STR, "key": {**HEX, "nullable": True}, "height": INT, "connected": BOOL},
                  required=["url", "key", "height"]),
     "Status": _obj({"chain_id": STR, "genesis": HEX, "height": INT, "head": HEX, "total_work": INT,
-                    "time_ms": INT, "node_key": {**HEX, "nullable": True}, "authority": BOOL, "syncing": BOOL,
+                    "time_ms": INT, "head_time_ms": INT, "justified_height": INT, "justified_hash": HEX,
+                    "finalized_height": INT, "finalized_hash": HEX, "finality_lag_blocks": INT,
+                    "node_key": {**HEX, "nullable": True}, "authority": BOOL, "syncing": BOOL,
                     "mempool": INT, "peers": {"type": "array", "items": _ref("Peer")}}),
     "TxStatus": _obj({"txid": HEX, "status": {"type": "string", "enum": ["pending", "included", "rejected"]},
-                      "height": INT, "block": HEX, "index": INT, "reason": STR, "detail": STR, "tx": _ref("Tx")},
+                      "height": INT, "block": HEX, "index": INT, "final": BOOL, "reason": STR, "detail": STR,
+                      "tx": _ref("Tx")},
                      required=["txid", "status", "tx"]),
     "Account": _obj({"address": ADDR, "coin": INT, "nonce": INT, "next_nonce": INT, "wh": INT, "locked_coin": INT,
-                     "locked_wh": INT, "consumed_wh": INT, "redeemed_wh": INT}),
+                     "locked_wh": INT, "consumed_wh": INT, "redeemed_wh": INT, "open_offers": INT,
+                     "open_orders": INT}),
     "Lot": _obj({"lot_id": HEX, "wh": INT, "source": STR, "meter_id": HEX, "producer": ADDR,
                  "interval_start": INT, "interval_s": INT, "minted_wh": INT, "height": INT, "reading_id": HEX},
                 required=["lot_id", "source"]),
@@ -77,14 +92,26 @@ SCHEMAS: dict[str, Any] = {
     "Meter": _obj({"meter_id": HEX, "public": HEX, "owner": ADDR, "kind": STR, "rated_w": INT, "interval_s": INT,
                    "source": STR, "active": BOOL, "counter": INT, "next_start": INT, "export_register": INT,
                    "import_register": INT, "minted_wh": INT, "consumed_wh": INT, "enrolled_height": INT}),
+    "OcmfMeter": _obj({"meter_id": HEX, "serial": STR, "public_key": HEX, "curve": STR, "owner": ADDR, "kind": STR,
+                       "mint_register": STR, "consume_register": STR, "rated_w": INT, "source": STR,
+                       "active": BOOL, "enrolled_ms": INT, "enrolled_height": INT, "last_paging_t": INT,
+                       "last_paging_f": INT, "last_time_ms": INT, "mint_register_mwh": INT,
+                       "consume_register_mwh": INT, "minted_wh": INT, "consumed_wh": INT, "records": INT,
+                       "last_reading": STR}),
     "Offer": _obj({"offer_id": HEX, "seller": ADDR, "wh": INT, "remaining": INT, "price_per_wh": INT,
                    "window_start": INT, "window_end": INT, "source": STR, "status": STR, "height": INT}),
     "Order": _obj({"order_id": HEX, "owner": ADDR, "side": {"type": "string", "enum": ["buy", "sell"]},
                    "price_per_wh": INT, "wh": INT, "remaining": INT, "filled_wh": INT, "paid_coin": INT,
-                   "status": STR, "seq": INT, "height": INT}),
+                   "status": STR, "seq": INT, "height": INT, "updated_height": INT, "final": BOOL},
+                  required=["order_id", "owner", "side", "price_per_wh", "wh", "remaining", "filled_wh",
+                            "paid_coin", "status", "seq", "height", "updated_height"]),
     "Trade": _obj({"trade_id": HEX, "offer_id": HEX, "seller": ADDR, "buyer": ADDR, "wh": INT, "price_per_wh": INT,
                    "escrow": INT, "delivered": INT, "released": INT, "refunded": INT, "window_start": INT,
-                   "window_end": INT, "source": STR, "status": STR, "height": INT}),
+                   "window_end": INT, "source": STR, "status": STR, "height": INT, "updated_height": INT,
+                   "final": BOOL},
+                  required=["trade_id", "offer_id", "seller", "buyer", "wh", "price_per_wh", "escrow", "delivered",
+                            "released", "refunded", "window_start", "window_end", "source", "status", "height",
+                            "updated_height"]),
     "Grid": _obj({"surplus_w": INT, "power_w": NUM, "difficulty": INT, "power_cap_w": NUM},
                  required=["surplus_w", "difficulty", "power_cap_w"]),
     "Energy": _obj({
@@ -97,6 +124,16 @@ SCHEMAS: dict[str, Any] = {
         "minted_wh": INT, "settled_wh": INT, "redeemed_wh": INT, "consumed_wh": INT,
         "ledger_kwh_per_settled_kwh": {"type": "number", "nullable": True}, "grid": _ref("Grid")}),
     "Evidence": _obj({"proposer": HEX, "height": INT, "blocks": {"type": "array", "items": HEX}}),
+    "VoteEvidence": _obj({"voter": HEX, "target_height": INT,
+                          "kind": {"type": "string", "enum": ["double_vote", "surround_vote"]},
+                          "votes": {"type": "array", "items": HEX,
+                                    "description": "both signed votes, canonical tx bytes in hex"}}),
+    "Authorities": _obj({"authorities": {"type": "array", "items": HEX},
+                         "proposals": {"type": "array", "items": _obj({"action": _enum("add", "remove"),
+                                                                       "key": HEX,
+                                                                       "votes": {"type": "array", "items": HEX}})},
+                         "scheduled": {"type": "array", "items": _obj({"action": _enum("add", "remove"),
+                                                                       "key": HEX, "passed_height": INT})}}),
 }
 
 MSGPACK_BYTES = {"application/msgpack": {"schema": {"type": "string", "format": "binary"}}}
@@ -136,6 +173,11 @@ LIMIT_MIN = {"type": "integer", "minimum": 1}
 FORMAT = _param("format", "query", {"type": "string", "enum": ["json", "msgpack"]},
                 "msgpack: canonical bytes for peers and tools", False)
 PEER_AUTH: list[dict[str, list[str]]] = [{"peerSession": []}]
+CURSOR = _param("cursor", "query", {"type": "string", "pattern": "^([0-9a-f]{2}){1,64}$"},
+                "the `next` of the page before (absent: the first page)", False)
+PAGE = [_param("limit", "query", LIMIT_MIN, "items per page, at most 1000, more is capped (default 1000)", False),
+        CURSOR]
+LEVEL = _obj({"price_per_wh": INT, "wh": INT, "orders": INT})
 
 PATHS: dict[str, Any] = {
     "/status": {"get": _op("Chain head, this node's role, mempool size and peers", _json(_ref("Status")),
@@ -148,10 +190,12 @@ PATHS: dict[str, Any] = {
         [_param("ref", "path", HEIGHT_OR_HASH, "height (decimal) or block hash (hex)"), FORMAT], tags=["chain"])},
     "/blocks": {"get": _op(
         "Canonical blocks from a height (at most 100, fewer if the page would be very large)",
-        {"description": "{blocks: [block JSON]}, or a msgpack list of block bytes with format=msgpack",
-         "content": {"application/json": {"schema": _list("Block", "blocks")}, **MSGPACK_BYTES}},
+        {"description": "{blocks: [block JSON], next}, or a msgpack list of block bytes with format=msgpack",
+         "content": {"application/json": {"schema": _page("Block", "blocks")}, **MSGPACK_BYTES}},
         [_param("from", "query", {"type": "integer", "minimum": 0}, "first height (default 1)", False),
-         _param("limit", "query", LIMIT_MIN, "at most 100, more is capped (default 100)", False), FORMAT],
+         _param("limit", "query", LIMIT_MIN, "at most 100, more is capped (default 100)", False), FORMAT,
+         _param("cursor", "query", {"type": "string", "pattern": "^([0-9a-f]{2}){1,64}$"},
+                "the `next` of the page before (instead of from)", False)],
         tags=["chain"])},
     "/tx": {"post": _op(
         "Submit a signed transaction or meter reading to the mempool",
@@ -166,44 +210,63 @@ PATHS: dict[str, Any] = {
                               tags=["transactions"])},
     "/accounts/{addr}": {"get": _op("Balances and nonces; next_nonce counts pending mempool txs",
                                     _json(_ref("Account")), [ADDR_PATH], tags=["accounts"])},
-    "/accounts/{addr}/lots": {"get": _op("Wh holdings by lot, oldest first, with provenance",
-                                         _json(_list("Lot", "lots")), [ADDR_PATH], tags=["accounts"])},
+    "/accounts/{addr}/lots": {"get": _op("Wh holdings by lot, oldest first, with provenance (paged)",
+                                         _json(_page("Lot", "lots")), [ADDR_PATH, *PAGE], tags=["accounts"])},
     "/accounts/{addr}/history": {"get": _op(
-        "Transactions touching the account, newest first",
-        _json(_obj({"history": {"type": "array", "items": _obj({"height": INT, "txid": HEX, "kind": STR})}})),
-        [ADDR_PATH, _param("limit", "query", LIMIT_MIN, "at most 1000, more is capped (default 50)", False)],
+        "Transactions touching the account, newest first (paged)",
+        _json(_obj({"history": {"type": "array", "items": _obj({"height": INT, "txid": HEX, "kind": STR,
+                                                                  "final": BOOL})},
+                    "next": NEXT})),
+        [ADDR_PATH, _param("limit", "query", LIMIT_MIN, "at most 1000, more is capped (default 50)", False),
+         CURSOR],
         tags=["accounts"])},
-    "/meters": {"get": _op("All enrolled meters", _json(_list("Meter", "meters")), tags=["meters"])},
+    "/meters": {"get": _op("Enrolled meters by id (paged)", _json(_page("Meter", "meters")), PAGE,
+                           tags=["meters"])},
     "/meters/{meter_id}": {"get": _op("One meter", _json(_ref("Meter")),
                                       [_param("meter_id", "path", _hex_id(16, "meter id"), "16-byte meter id")],
                                       tags=["meters"])},
-    "/lots/{lot_id}": {"get": _op("A lot's origin and every movement of its Wh",
-                                  _json(_obj({"lot": _ref("Lot"), "movements": {"type": "array",
-                                                                                "items": _ref("Movement")}})),
-                                  [_param("lot_id", "path", _hex_id(24, "lot id"), "24-byte lot id")],
+    "/ocmf-meters": {"get": _op("All enrolled OCMF meters", _json(_list("OcmfMeter", "meters")),
+                                tags=["meters"])},
+    "/ocmf-meters/{meter_id}": {"get": _op(
+        "One OCMF meter (its id: ledger.ocmf.meter_id_of_serial(serial))", _json(_ref("OcmfMeter")),
+        [_param("meter_id", "path", _hex_id(16, "meter id"), "16-byte OCMF meter id")], tags=["meters"])},
+    "/lots/{lot_id}": {"get": _op("A lot's origin and the movements of its Wh, oldest first (paged)",
+                                  _json(_page("Movement", "movements", lot=_ref("Lot"))),
+                                  [_param("lot_id", "path", _hex_id(24, "lot id"), "24-byte lot id"), *PAGE],
                                   tags=["meters"])},
-    "/market/offers": {"get": _op("Prepaid delivery offers", _json(_list("Offer", "offers")),
+    "/market/offers": {"get": _op("Prepaid delivery offers by id, or a seller's newest first (paged; a page "
+                                  "reads at most 10,000 offers, so a filtered page may hold fewer than limit)",
+                                  _json(_page("Offer", "offers")),
                                   [_param("status", "query", _enum(*OFFER_STATUSES),
                                           "only offers in this state", False),
-                                   _param("seller", "query", ADDR, "only this seller's offers", False)],
+                                   _param("seller", "query", ADDR, "only this seller's offers", False), *PAGE],
                                   tags=["market"])},
     "/market/offers/{offer_id}": {"get": _op("One offer (its id is the posting tx's id)", _json(_ref("Offer")),
                                              [_param("offer_id", "path", _hex_id(32, "offer id"),
                                                      "32-byte offer id")],
                                              tags=["market"])},
-    "/market/orderbook": {"get": _op("Open limit orders, best first",
-                                     _json(_obj({"buys": {"type": "array", "items": _ref("Order")},
-                                                 "sells": {"type": "array", "items": _ref("Order")}})),
-                                     tags=["market"])},
-    "/market/orders": {"get": _op("Limit orders", _json(_list("Order", "orders")),
+    "/market/orderbook": {"get": _op(
+        "The best open limit orders of each side, best first, and the best price levels (Wh and orders "
+        "summed per price; partial: a level was cut at 10,000 orders read)",
+        _json(_obj({"buys": {"type": "array", "items": _ref("Order")},
+                    "sells": {"type": "array", "items": _ref("Order")},
+                    "levels": _obj({"buys": {"type": "array", "items": LEVEL},
+                                    "sells": {"type": "array", "items": LEVEL}, "partial": BOOL})})),
+        [_param("limit", "query", LIMIT_MIN, "orders per side, at most 1000, more is capped (default 100)", False),
+         _param("depth", "query", LIMIT_MIN, "price levels per side, at most 100, more is capped (default 20)",
+                False)],
+        tags=["market"])},
+    "/market/orders": {"get": _op("Limit orders by id, or an owner's newest first (paged, as offers)",
+                                  _json(_page("Order", "orders")),
                                   [_param("owner", "query", ADDR, "only this owner's orders", False),
                                    _param("status", "query", _enum(*ORDER_STATUSES),
-                                          "only orders in this state", False)],
+                                          "only orders in this state", False), *PAGE],
                                   tags=["market"])},
-    "/trades": {"get": _op("Prepaid trades", _json(_list("Trade", "trades")),
+    "/trades": {"get": _op("Prepaid trades by id, or a party's newest first (paged, as offers)",
+                           _json(_page("Trade", "trades")),
                            [_param("party", "query", ADDR, "trades where this account sells or buys", False),
                             _param("status", "query", _enum(*TRADE_STATUSES),
-                                   "only trades in this state", False)],
+                                   "only trades in this state", False), *PAGE],
                            tags=["market"])},
     "/trades/{trade_id}": {"get": _op("One trade (its id is the accepting tx's id)", _json(_ref("Trade")),
                                       [_param("trade_id", "path", _hex_id(32, "trade id"), "32-byte trade id")],
@@ -213,8 +276,13 @@ PATHS: dict[str, Any] = {
                            [_param("limit", "query", LIMIT_MIN, "recent blocks, at most 100, more is capped "
                                                                 "(default 20)", False)],
                            tags=["energy"])},
-    "/evidence": {"get": _op("Equivocation evidence: an authority that signed two blocks at one height",
-                             _json(_list("Evidence", "evidence")), tags=["chain"])},
+    "/evidence": {"get": _op("Equivocation evidence: an authority that signed two blocks at one height, or "
+                             "two conflicting finality votes (double or surround)",
+                             _json(_obj({"evidence": {"type": "array", "items": _ref("Evidence")},
+                                         "votes": {"type": "array", "items": _ref("VoteEvidence")}})),
+                             tags=["chain"])},
+    "/authorities": {"get": _op("The authority set, open proposals to change it, and passed changes waiting "
+                                "for finality", _json(_ref("Authorities")), tags=["chain"])},
     "/metrics": {"get": _op("Prometheus metrics", {"description": "Prometheus text format",
                                                    "content": {"text/plain": {"schema": STR}}}, tags=["operations"])},
     "/openapi.json": {"get": _op("This document", _json({"type": "object"}), tags=["operations"])},

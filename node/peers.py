@@ -100,6 +100,7 @@ class Peer:
     token: str | None = None
     height: int = 0
     total_work: int = 0
+    justified: int = 0
     head: str = ""
     last_ok: float = 0.0
     failures: int = 0
@@ -451,6 +452,7 @@ class PeerManager:
             raise PeerError(f"peer is on another chain ({status.get('chain_id')!r})")
         peer.height = int(status["height"])
         peer.total_work = int(status["total_work"])
+        peer.justified = int(status.get("justified_height", 0))
         peer.head = str(status["head"])
         if peer.key is None and isinstance(status.get("node_key"), str):
             try:
@@ -461,8 +463,8 @@ class PeerManager:
                 pass
         peer.last_ok = time.monotonic()
         head = self.chain.head
-        if peer.total_work > head.total_work or (peer.total_work == head.total_work and
-                                                 peer.head < self.chain.head_hash.hex()):
+        theirs, ours = (peer.justified, peer.total_work), (head.justified, head.total_work)
+        if theirs > ours or (theirs == ours and peer.head < self.chain.head_hash.hex()):
             if self.chain.meta(bytes.fromhex(peer.head)) is None:
                 await self.sync_from(peer)
 

@@ -9,17 +9,24 @@ head (from a peer) cancels the search at once and production starts again on the
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from typing import TYPE_CHECKING
 
+from ledger import errors as E
 from ledger.block import seal_block
 from ledger.errors import Rejected
+from ledger.tx import Vote
 
 from .service import now_ms
 
 if TYPE_CHECKING:
     from .service import Node
+
+
+# A transaction left out for these reasons becomes valid by itself as blocks go on: it stays pending.
+WAIT_REASONS = frozenset({E.INTERVAL_IN_FUTURE})
 
 
 async def _wait(event: asyncio.Event, seconds: float | None) -> bool:
@@ -36,10 +43,12 @@ class Producer:
         self.node = node
         assert node.key is not None and node.miner is not None
         self.key = node.key
-        params = node.chain.params
-        self.interval_ms = params.block_interval_ms
-        self.wiggle_ms = self.interval_ms * (len(params.authorities) // 2 + 1) / 2
+        self.interval_ms = node.chain.params.block_interval_ms
         self.last_height = 0  # highest height this process proposed at
+
+    @property
+    def wiggle_ms(self) -> float:
+        return self.interval_ms * (len(self.node.chain.authorities) // 2 + 1) / 2
 
     def _proposed_at(self, height: int) -> bool:
         """Did this key already propose a block at `height` (seen by the chain, ours or a replay)?"""
@@ -66,6 +75,9 @@ class Producer:
         """One round: wait for this node's slot on the current head, then build, mine, seal and import."""
         node, chain, log = self.node, self.node.chain, self.node.log
         head_event = node.head_event
+        if not node.authority:  # not (or no longer, or not yet) in the head's authority set
+            await _wait(head_event, None)
+            return
         if node.peers.syncing:
             await _wait(head_event, 0.2)
             return
@@ -85,10 +97,13 @@ class Producer:
                 return
             timestamp = max(earliest, now_ms())
             difficulty = node.grid.difficulty(node.miner.hash_rate())
-            header, included, rejected = chain.build_block(node.mempool.select(), timestamp, self.key,
-                                                           difficulty)
+            candidates = itertools.chain(node.votes.select(), node.mempool.select())  # votes first: finality
+            header, included, rejected = chain.build_block(candidates, timestamp, self.key, difficulty)
             for tx, exc in rejected:
-                node.mempool.drop(tx.txid, exc.reason, exc.detail)
+                if isinstance(tx, Vote):
+                    node.votes.drop(tx.txid)
+                elif exc.reason not in WAIT_REASONS:
+                    node.mempool.drop(tx.txid, exc.reason, exc.detail)
         node.metrics.difficulty.set(difficulty)
         started = time.perf_counter()
         result = await node.miner.mine(header, head_event)

@@ -19,9 +19,10 @@ from ledger.errors import Rejected
 from ledger.genesis import Genesis
 from ledger.keys import AccountKey
 from ledger.store import LevelKV
-from ledger.tx import Tx
+from ledger.tx import Tx, Vote
 
 from .config import Config
+from .finality import VotePool, Voter
 from .grid import GridPolicy, GridSignalFile
 from .keyfile import load_key
 from .log import EventLog
@@ -48,6 +49,9 @@ class LRU:
         self._d.move_to_end(key)
         if len(self._d) > self.size:
             self._d.popitem(last=False)
+
+
+PRUNE_EVERY = 64  # finalized blocks between two prunings of undo data
 
 
 def now_ms() -> int:
@@ -99,11 +103,12 @@ class Node:
                         head=resumed.block_hash.hex(), reverted=len(resumed.reverted), applied=len(resumed.applied))
         log.info("chain_opened", data_dir=str(config.data_dir), height=self.chain.height,
                  head=self.chain.head_hash.hex(), state_checked_s=round(time.perf_counter() - checked, 3))
-        self.members = frozenset(params.authorities) | frozenset(params.observers)
-        self.authority = self.key is not None and self.key.public in params.authorities
-        self.member = self.key is not None and self.key.public in self.members
         self.mempool = Mempool(self.chain, config.mempool_size, config.mempool_per_sender)
+        self.votes = VotePool(self.chain)
+        self._pruned_to = self.chain.undo_floor()
+        self.voter = Voter(self.chain, self.key) if self.key is not None else None
         self.metrics = Metrics()
+        self._update_members()
         self.grid = GridPolicy(params.min_difficulty, params.block_interval_ms, config.power_cap_w,
                                config.watts_per_core, cores=config.mine_workers)
         self.miner: Any = None  # made in start() (worker processes), authorities only
@@ -124,8 +129,14 @@ class Node:
             close()
 
     # lifecycle ------------------------------------------------------------------------------------
+    @property
+    def may_propose(self) -> bool:
+        """An authority now, or a key that is no genesis observer (it may be voted in later): such a node
+        runs a producer, which waits while the key is not in the head's authority set."""
+        return self.key is not None and (self.authority or self.key.public not in self.chain.params.observers)
+
     async def start(self) -> None:
-        if self.authority:
+        if self.may_propose:
             from .energy import EnergyMeter
             from .miner import Miner
             self.miner = Miner(EnergyMeter(self.config.watts_per_core), workers=self.config.mine_workers)
@@ -186,13 +197,34 @@ class Node:
         old, self._head_event = self._head_event, asyncio.Event()
         old.set()
 
+    def _update_members(self) -> None:
+        """Who may connect as a peer and whether this node proposes: genesis observers, every key that was
+        ever an authority of this chain (the genesis set and the head's), so a node added by vote joins."""
+        params = self.chain.params
+        authorities = self.chain.authorities
+        self.members = frozenset(params.authorities) | frozenset(authorities) | frozenset(params.observers)
+        self.authority = self.key is not None and self.key.public in authorities
+        self.member = self.key is not None and self.key.public in self.members
+
     def _update_gauges(self) -> None:
         head = self.chain.head
         self.metrics.height.set(head.height)
+        self.metrics.finalized_height.set(head.finalized)
+        self.metrics.finality_lag.set(head.height - head.finalized)
         self.metrics.total_work.set(head.total_work)
         self.metrics.chain_hashes.set(head.cum_hashes)
         self.metrics.chain_energy_joules.set(head.cum_energy_mj / 1000)
         self.metrics.mempool_size.set(len(self.mempool))
+        g = self.chain.globals()
+        self.metrics.minted_wh.set(g.minted_wh)
+        self.metrics.consumed_wh.set(g.consumed_wh)
+        self.metrics.redeemed_wh.set(g.redeemed_wh)
+        self.metrics.settled_wh.set(g.settled_wh)
+
+    def update_escrow_gauge(self) -> None:
+        """Coin held in escrow: a walk over the trades, so only when /metrics is scraped, not per block."""
+        self.metrics.escrow_coin.set(sum(t.escrow - t.released - t.refunded for _id, t in self.chain.trades()
+                                         if t.status != "settled"))
 
     # blocks ---------------------------------------------------------------------------------------
     async def import_block(self, block: Block, origin: str | None = None, gossip: bool = True,
@@ -222,8 +254,12 @@ class Node:
         back = self.mempool.on_new_head(result.applied, result.reverted, now_ms())
         for tx in back:  # txs of blocks a reorg took off the chain: every producer should see them again
             self.peers.gossip_tx(tx)
+        self.votes.on_new_head()
+        self._prune()
+        self._update_members()
         self._update_gauges()
         self._head_changed()
+        self._vote()
         if result.status == "reorg":
             self.metrics.reorgs.inc()
             self.log.info("reorg", depth=len(result.reverted), applied=len(result.applied),
@@ -233,9 +269,51 @@ class Node:
             proposer=block.header.proposer.hex()[:16], difficulty=block.header.difficulty,
             hashes=block.seal.hashes, energy_mj=block.seal.energy_mj, status=result.status)
 
+    def _prune(self) -> None:
+        """Drop undo data below the finalized height, where nothing can be reverted any more (every
+        PRUNE_EVERY finalized blocks, in batches); an archive node (--archive) keeps all of it."""
+        if self.config.archive:
+            return
+        final = self.chain.head.finalized
+        if final >= self._pruned_to + PRUNE_EVERY:
+            self.chain.prune_undo(final)
+            self._pruned_to = final
+
+    # finality votes -------------------------------------------------------------------------------
+    def _vote(self) -> None:
+        """An authority votes for its new head (node/finality.py decides whether it may)."""
+        if self.voter is None:
+            return
+        vote = self.voter.vote()
+        if vote is None:
+            return
+        try:
+            self.submit_tx(vote)
+        except Rejected as exc:  # e.g. its own block is not the head any more: the next head gets a vote
+            self.log.debug("own_vote_refused", reason=exc.reason, detail=exc.detail)
+
+    def _submit_vote(self, vote: Vote, origin: str | None) -> None:
+        """A vote with a good signature by an authority is remembered (evidence) and passed on even when
+        the head cannot count it; it waits in the vote pool if the next block can."""
+        evidence = self.votes.check(vote)
+        if evidence:
+            self.metrics.vote_evidence.inc()
+            self.log.warning("conflicting_votes", voter=vote.fields.voter.hex(), height=vote.fields.target_height)
+        try:
+            self.votes.add(vote, now_ms())
+        except Rejected:
+            if evidence:
+                self.peers.gossip_tx(vote, exclude=origin)
+            raise
+        self.peers.gossip_tx(vote, exclude=origin)
+
     # transactions ---------------------------------------------------------------------------------
     def submit_tx(self, tx: Tx, origin: str | None = None) -> None:
-        """Admit a tx to the mempool and gossip it; raises Rejected (recorded for GET /tx)."""
+        """Admit a tx to the mempool (a vote to the vote pool) and gossip it; raises Rejected (recorded for
+        GET /tx)."""
+        if isinstance(tx, Vote):
+            self._submit_vote(tx, origin)
+            return
         try:
             self.mempool.add(tx, now_ms())
         except Rejected as exc:

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Callable, Sequence
 
 from ledger.keys import verify_ed25519, verify_p256
-from ledger.tx import MeterReading, Tx
+from ledger.tx import MeterReading, SignedTx, Tx, Vote
 
 from .workers import exit_with_parent
 
@@ -146,8 +146,12 @@ class PoolVerifier:
                 if public is None:
                     continue  # meter enrolled inside this block: checked inline
                 items.append((True, public, tx.signature, tx.message()))
-            else:
+            elif isinstance(tx, SignedTx):
                 items.append((False, tx.sender, tx.signature, tx.message()))
+            elif isinstance(tx, Vote):
+                items.append((False, tx.fields.voter, tx.signature, tx.message()))
+            else:
+                continue  # any other kind (an OCMF record: the curve of its enrolled key) is checked inline
             ids.append(tx.txid)
         share = -(-len(items) // len(self._workers))  # contiguous slices: results arrive in apply order
         for w, worker in enumerate(self._workers):

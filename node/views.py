@@ -8,7 +8,8 @@ from typing import Any
 from ledger.block import Block
 from ledger.keys import format_address
 from ledger.state import Account, Lot, Meter, Offer, Order, Trade
-from ledger.tx import MeterReading, SignedTx, Tx
+from ledger.ocmf_rules import OcmfMeter
+from ledger.tx import MeterReading, OcmfReading, SignedTx, Tx, Vote
 
 # The states of market objects (ledger/state.py), which the list routes filter by.
 OFFER_STATUSES = ("open", "filled", "cancelled", "expired")
@@ -38,6 +39,16 @@ def tx_json(tx: Tx) -> dict[str, Any]:
                 "interval_start": f.interval_start, "interval_s": f.interval_s, "export_wh": f.export_wh,
                 "import_wh": f.import_wh, "export_register": f.export_register,
                 "import_register": f.import_register, "counter": f.counter, "signature": tx.signature.hex()}
+    if isinstance(tx, Vote):
+        f = tx.fields
+        return {"txid": tx.txid.hex(), "kind": "vote", "voter": f.voter.hex(), "source_height": f.source_height,
+                "source_hash": f.source_hash.hex(), "target_height": f.target_height,
+                "target_hash": f.target_hash.hex(), "signature": tx.signature.hex()}
+    if isinstance(tx, OcmfReading):
+        p = tx.parsed
+        return {"txid": tx.txid.hex(), "kind": tx.kind, "meter_id": tx.meter_id.hex(), "serial": p.serial,
+                "paging": f"{p.paging_series}{p.paging}", "time_ms": p.time_ms,
+                "record": tx.record.decode("utf-8")}  # the raw record: anyone can verify it again
     assert isinstance(tx, SignedTx)
     out: dict[str, Any] = {"txid": tx.txid.hex(), "kind": tx.kind, "sender": format_address(tx.sender_address),
                            "sender_key": tx.sender.hex(), "nonce": tx.nonce, "fee": tx.fee}
@@ -58,7 +69,8 @@ def block_json(block: Block) -> dict[str, Any]:
 def account_json(addr: bytes, acct: Account, next_nonce: int) -> dict[str, Any]:
     return {"address": format_address(addr), "coin": acct.coin, "nonce": acct.nonce, "next_nonce": next_nonce,
             "wh": acct.wh, "locked_coin": acct.locked_coin, "locked_wh": acct.locked_wh,
-            "consumed_wh": acct.consumed_wh, "redeemed_wh": acct.redeemed_wh}
+            "consumed_wh": acct.consumed_wh, "redeemed_wh": acct.redeemed_wh, "open_offers": acct.open_offers,
+            "open_orders": acct.open_orders}
 
 
 def lot_json(lot_id: bytes, lot: Lot | None, wh: int | None = None, source: str | None = None) -> dict[str, Any]:
@@ -87,21 +99,41 @@ def meter_json(meter_id: bytes, m: Meter) -> dict[str, Any]:
             "enrolled_height": m.enrolled_height}
 
 
+def ocmf_meter_json(meter_id: bytes, m: OcmfMeter) -> dict[str, Any]:
+    return {"meter_id": meter_id.hex(), "serial": m.serial, "public_key": m.spki.hex(), "curve": m.curve,
+            "owner": format_address(m.owner), "kind": m.kind, "mint_register": m.mint_register,
+            "consume_register": m.consume_register, "rated_w": m.rated_w, "source": m.source, "active": m.active,
+            "enrolled_ms": m.enrolled_ms, "enrolled_height": m.enrolled_height, "last_paging_t": m.last_t,
+            "last_paging_f": m.last_f, "last_time_ms": m.last_time_ms, "mint_register_mwh": m.mint_mwh,
+            "consume_register_mwh": m.consume_mwh, "minted_wh": m.minted_wh, "consumed_wh": m.consumed_wh,
+            "records": m.records, "last_reading": m.last_reading.hex()}
+
+
 def offer_json(offer_id: bytes, o: Offer) -> dict[str, Any]:
     return {"offer_id": offer_id.hex(), "seller": format_address(o.seller), "wh": o.wh, "remaining": o.remaining,
             "price_per_wh": o.price_per_wh, "window_start": o.window_start, "window_end": o.window_end,
             "source": o.source, "status": o.status, "height": o.height}
 
 
-def order_json(order_id: bytes, o: Order) -> dict[str, Any]:
-    return {"order_id": order_id.hex(), "owner": format_address(o.owner), "side": o.side,
-            "price_per_wh": o.price_per_wh, "wh": o.wh, "remaining": o.remaining, "filled_wh": o.filled_wh,
-            "paid_coin": o.paid_coin, "status": o.status, "seq": o.seq, "height": o.height}
+def order_json(order_id: bytes, o: Order, finalized: int | None = None) -> dict[str, Any]:
+    """`final`: no block above the finalized height changed the order (its fills cannot be reverted)."""
+    out = {"order_id": order_id.hex(), "owner": format_address(o.owner), "side": o.side,
+           "price_per_wh": o.price_per_wh, "wh": o.wh, "remaining": o.remaining, "filled_wh": o.filled_wh,
+           "paid_coin": o.paid_coin, "status": o.status, "seq": o.seq, "height": o.height,
+           "updated_height": max(o.height, o.updated)}
+    if finalized is not None:
+        out["final"] = out["updated_height"] <= finalized
+    return out
 
 
-def trade_json(trade_id: bytes, t: Trade) -> dict[str, Any]:
-    return {"trade_id": trade_id.hex(), "offer_id": t.offer_id.hex(), "seller": format_address(t.seller),
-            "buyer": format_address(t.buyer), "wh": t.wh, "price_per_wh": t.price_per_wh, "escrow": t.escrow,
-            "delivered": t.delivered, "released": t.released, "refunded": t.refunded,
-            "window_start": t.window_start, "window_end": t.window_end, "source": t.source, "status": t.status,
-            "height": t.height}
+def trade_json(trade_id: bytes, t: Trade, finalized: int | None = None) -> dict[str, Any]:
+    """`final`: no block above the finalized height changed the trade (its escrow releases and refund
+    cannot be reverted)."""
+    out = {"trade_id": trade_id.hex(), "offer_id": t.offer_id.hex(), "seller": format_address(t.seller),
+           "buyer": format_address(t.buyer), "wh": t.wh, "price_per_wh": t.price_per_wh, "escrow": t.escrow,
+           "delivered": t.delivered, "released": t.released, "refunded": t.refunded,
+           "window_start": t.window_start, "window_end": t.window_end, "source": t.source, "status": t.status,
+           "height": t.height, "updated_height": max(t.height, t.updated)}
+    if finalized is not None:
+        out["final"] = out["updated_height"] <= finalized
+    return out

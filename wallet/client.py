@@ -19,6 +19,9 @@ from ledger.tx import Tx, encode_tx
 DEFAULT_NODE = "http://127.0.0.1:8701"
 ENV_NODE = "KWH_NODE"
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+MAX_PAGE = 1000  # the most items a node puts in one page of a listing
+MAX_LIST_ITEMS = 10_000  # a listing the wallet shows stops here unless asked for every item
+MAX_PAGES = 100_000  # a node whose cursors never end cannot keep the wallet looping forever
 NODE_UNREACHABLE = "node_unreachable"
 BAD_RESPONSE = "bad_response"
 TIMEOUT = "timeout"
@@ -52,8 +55,9 @@ def normalize_url(url: str) -> str:
 class NodeClient:
     """Talks to one node; `timeout` bounds each request."""
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, fallbacks: tuple[str, ...] | list[str] = ()) -> None:
         self.url = normalize_url(url)
+        self.fallbacks = [normalize_url(u) for u in fallbacks if normalize_url(u) != self.url]
         self.timeout = timeout
         self._chain_id: str | None = None
         self._genesis: dict[str, Any] | None = None
@@ -61,6 +65,17 @@ class NodeClient:
     # transport ------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: bytes | None = None,
                  content_type: str | None = None) -> Any:
+        """One request; when the node cannot be reached, the next fallback node (config file) becomes the node."""
+        while True:
+            try:
+                return self._request_once(method, path, body, content_type)
+            except NodeError as exc:
+                if exc.code != NODE_UNREACHABLE or not self.fallbacks:
+                    raise
+                self.url = self.fallbacks.pop(0)
+
+    def _request_once(self, method: str, path: str, body: bytes | None = None,
+                      content_type: str | None = None) -> Any:
         try:
             req = urllib.request.Request(self.url + path, data=body, method=method)
             req.add_header("Accept", "application/json")
@@ -113,12 +128,25 @@ class NodeClient:
             raise NodeError(BAD_RESPONSE, f"GET {path}: expected a JSON object")
         return data
 
-    def _list(self, path: str, field: str, **query: Any) -> list[dict[str, Any]]:
-        data = self._object(path, **query)
-        items = data.get(field)
-        if not isinstance(items, list):
-            raise NodeError(BAD_RESPONSE, f"GET {path}: expected a list {field!r}")
-        return items
+    def _list(self, path: str, field: str, max_items: int | None = MAX_LIST_ITEMS, **query: Any) \
+            -> list[dict[str, Any]]:
+        """A listing's items, following the node's `next` cursors page by page (at most `max_items`; None:
+        every item). A node that does not page answers one page without `next`."""
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(MAX_PAGES):
+            data = self._object(path, **query, cursor=cursor)
+            page = data.get(field)
+            if not isinstance(page, list):
+                raise NodeError(BAD_RESPONSE, f"GET {path}: expected a list {field!r}")
+            items.extend(page)
+            nxt = data.get("next")
+            if nxt is None or (max_items is not None and len(items) >= max_items):
+                break
+            if not isinstance(nxt, str) or nxt == cursor:
+                raise NodeError(BAD_RESPONSE, f"GET {path}: bad next cursor {str(nxt)[:40]!r}")
+            cursor = nxt
+        return items[:max_items] if max_items is not None else items
 
     # chain ----------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -137,6 +165,12 @@ class NodeClient:
             self._chain_id = chain_id
         return self._chain_id
 
+    def fee_for(self, body: object) -> int:
+        """The smallest fee a transaction with this body may pay: the chain's minimum times the state
+        entries its kind adds (ledger/fees.py)."""
+        from ledger.fees import required_fee
+        return required_fee(self.min_fee(), body)
+
     def min_fee(self) -> int:
         fee = self.genesis().get("min_fee", 0)
         try:
@@ -151,8 +185,10 @@ class NodeClient:
     def lots(self, address: str) -> list[dict[str, Any]]:
         return self._list(f"/accounts/{address}/lots", "lots")
 
-    def history(self, address: str, limit: int = 50) -> list[dict[str, Any]]:
-        return self._list(f"/accounts/{address}/history", "history", limit=limit)
+    def history(self, address: str, limit: int | None = 50) -> list[dict[str, Any]]:
+        """The newest `limit` entries (None: all of them)."""
+        page = min(limit, MAX_PAGE) if limit is not None else MAX_PAGE
+        return self._list(f"/accounts/{address}/history", "history", max_items=limit, limit=page)
 
     def next_nonce(self, address: str) -> int:
         return int(self.account(address)["next_nonce"])
@@ -190,15 +226,19 @@ class NodeClient:
     def tx(self, txid: str) -> dict[str, Any]:
         return self._object(f"/tx/{txid}")
 
-    def wait_tx(self, txid: str, timeout: float, poll: float = 0.2) -> dict[str, Any]:
-        """Poll GET /tx until the tx is included or rejected; NodeError(timeout) after `timeout` seconds."""
+    def wait_tx(self, txid: str, timeout: float, poll: float = 0.2, final: bool = False) -> dict[str, Any]:
+        """Poll GET /tx until the tx is included (with `final`: in a finalized block, which no fork can
+        take back) or rejected; NodeError(timeout) after `timeout` seconds. A tx a reorg takes out of its
+        block is pending again, and the wait goes on."""
         deadline = time.monotonic() + timeout
         last = "pending"
         while True:
             try:
                 info = self.tx(txid)
                 last = str(info.get("status"))
-                if last in ("included", "rejected"):
+                if last == "included" and final and not info.get("final"):
+                    last = "included, not final yet"
+                elif last in ("included", "rejected"):
                     return info
             except NodeError as exc:
                 if exc.code != "not_found":

@@ -143,6 +143,8 @@ def parse_time(text: str, now: int) -> int:
     return int(seconds)
 
 
-def format_time(seconds: int) -> str:
-    """Unix seconds -> ISO-8601 UTC text ('2026-01-01T00:00:00Z')."""
+def format_time(seconds: int, local: bool = False) -> str:
+    """Unix seconds -> ISO-8601 UTC text ('2026-01-01T00:00:00Z'), or local time with its offset."""
+    if local:
+        return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
     return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -68,6 +68,9 @@ START_TIMEOUT = 30.0
 T = TypeVar("T")
 
 
+HISTORY_S = 12 * 3600  # how far back a test network's genesis is dated
+
+
 def free_port() -> int:
     """A port that was free a moment ago (the OS picks it; we release it for the node)."""
     with socket.socket() as s:
@@ -281,8 +284,11 @@ class NodeNet:
                        block_interval_ms=block_interval_ms, **make_net_kwargs)
         observer_keys = [AccountKey.generate() for _ in range(observers)]
         self.spare_keys = [AccountKey.generate() for _ in range(spare_observers)]
-        genesis = dataclasses.replace(net.genesis, timestamp_ms=int(time.time() * 1000) - block_interval_ms,
-                                      observers=tuple(k.public for k in observer_keys + self.spare_keys))
+        # dated HISTORY_S back, so readings of the last hours come after the meters' enrollment at genesis
+        genesis = dataclasses.replace(net.genesis, timestamp_ms=(int(time.time()) - HISTORY_S) // 1800 * 1800 * 1000,
+                                      observers=tuple(k.public for k in observer_keys + self.spare_keys),
+                                      meters=tuple(dataclasses.replace(m, first_start=None)
+                                                   for m in net.genesis.meters))
         self.net = Net(genesis, net.authorities, net.accounts, net.meters)
         self.chain_id = genesis.chain_id
         self.genesis_path = self.root / "genesis.json"

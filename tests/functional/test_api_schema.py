@@ -55,11 +55,11 @@ def seeded(net: NodeNet, node: NodeProcess) -> dict[str, str]:
     cid, (a0, a1, a2, a3) = net.chain_id, net.net.accounts
     now = int(time.time())
     reading = MeterState(net.net.meters[0], (now // 900 - 4) * 900).read(cid, 1500, 300)
-    offer = sign_tx(a0, cid, 0, 1000, PostOffer(1000, 5, now, now + 7200, "solar"))
-    order = sign_tx(a2, cid, 0, 1000, PlaceOrder("buy", 10, 3))
+    offer = sign_tx(a0, cid, 0, 3000, PostOffer(1000, 5, now, now + 7200, "solar"))
+    order = sign_tx(a2, cid, 0, 3000, PlaceOrder("buy", 10, 3))
     pay = sign_tx(a3, cid, 0, 1000, Transfer(a0.address, COIN))
     _include(node, [reading, offer, order, pay])
-    accept = sign_tx(a1, cid, 0, 1000, AcceptOffer(offer.txid, 100))  # needs the offer on chain
+    accept = sign_tx(a1, cid, 0, 3000, AcceptOffer(offer.txid, 100))  # needs the offer on chain
     _include(node, [accept])
     lot = get(node, f"/accounts/{a0.address_text}/lots")["lots"][0]["lot_id"]
     return {"txid": pay.txid.hex(), "trade_id": accept.txid.hex(), "offer_id": offer.txid.hex(), "meter_id": net.net.meters[0].meter_id.hex(),
@@ -75,13 +75,19 @@ def _include(node: NodeProcess, txs: list[Tx]) -> None:
                message="seed txs included")
 
 
+def _unfinalized(listing: dict[str, Any], key: str) -> dict[str, Any]:
+    """A listing without its `final` flags, which turn true by themselves as blocks are finalized."""
+    return {key: [{k: v for k, v in item.items() if k != "final"} for item in listing[key]]}
+
+
 def _snapshot(net: NodeNet, node: NodeProcess) -> dict[str, Any]:
     """Everything a client could lose: balances of every key in genesis, meters, market, evidence."""
     keys = net.net.accounts + net.net.authorities
     return {"accounts": {k.address_text: get(node, f"/accounts/{k.address_text}") for k in keys},
             "lots": {k.address_text: get(node, f"/accounts/{k.address_text}/lots") for k in keys},
             "meters": get(node, "/meters"), "offers": get(node, "/market/offers"),
-            "orders": get(node, "/market/orders"), "trades": get(node, "/trades"),
+            "orders": _unfinalized(get(node, "/market/orders"), "orders"),
+            "trades": _unfinalized(get(node, "/trades"), "trades"),
             "book": get(node, "/market/orderbook"), "evidence": get(node, "/evidence"),
             "mempool": get(node, "/status")["mempool"]}
 

@@ -149,9 +149,16 @@ def check_day(devnet: Devnet, run: DevnetRun, summary: dict[str, Any], notes: di
 
     energy = get(devnet.urls[0], "/energy")
     assert {get(u, "/energy")["minted_wh"] for u in devnet.urls} == {energy["minted_wh"]}
+    # the OCMF meters (devnet/ocmf.py) minted what their accepted records grew; their tampering nothing
+    ocmf = summary["ocmf"]
+    assert ocmf["checks"] == {"minted_equals_sent": True, "tamper_each_own_reason": True}, ocmf
+    assert ocmf["tamper_untried"] == [], ocmf
+    ocmf_minted = ocmf["minted_wh_this_run"]
+    ocmf_consumed = sum(get(devnet.urls[0], f"/ocmf-meters/{m['meter_id']}")["consumed_wh"] for m in ocmf["meters"])
+    assert ocmf_minted > 0 and ocmf_consumed > 0
     # Wh minted on chain == exported energy of the readings the simulator had accepted, per meter too
-    assert energy["minted_wh"] == sim["export_wh_accepted"] == sim["export_wh_confirmed"] > 0
-    assert energy["consumed_wh"] == sim["import_wh_accepted"] > 0
+    assert energy["minted_wh"] - ocmf_minted == sim["export_wh_accepted"] == sim["export_wh_confirmed"] > 0
+    assert energy["consumed_wh"] - ocmf_consumed == sim["import_wh_accepted"] > 0
     chain_meters = {m["meter_id"]: m for m in get(devnet.urls[2], "/meters")["meters"]}
     for m in summary["meters"]:
         assert chain_meters[m["meter_id"]]["minted_wh"] == m["export_wh_accepted"], m
@@ -226,7 +233,9 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
     assert "created a devnet" in first.stdout and "checks:" in first.stdout
     summary = json.loads((directory / "summary.json").read_text())
+    assert summary["stopped_by"] == "duration"
     assert summary["checks"]["minted_equals_sent"] and summary["checks"]["tamper_each_own_reason"]
+    assert summary["checks"]["nodes_agree"] and summary["agreement"]["height"] >= 1
     assert summary["simulator"]["accepted"] > 0
     assert not (directory / "devnet.pid").exists()
     height_before = max(n["height"] for n in summary["nodes"])

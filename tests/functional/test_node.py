@@ -281,13 +281,14 @@ def test_every_route_is_served_and_described(net: NodeNet) -> None:
     page = get(node, "/blocks?from=1&limit=3")["blocks"]
     assert [b["height"] for b in page] == [1, 2, 3]
     assert len(get(node, "/blocks?from=1&limit=1000")["blocks"]) == min(100, h)
-    assert get(node, f"/accounts/{a}/lots") == {"lots": []}
+    assert get(node, f"/accounts/{a}/lots") == {"lots": [], "next": None}
     assert [m["meter_id"] for m in get(node, "/meters")["meters"]] == [net.net.meters[0].meter_id.hex()]
-    assert get(node, "/market/offers?status=open") == {"offers": []}
-    assert get(node, "/market/orderbook") == {"buys": [], "sells": []}
-    assert get(node, f"/market/orders?owner={a}") == {"orders": []}
-    assert get(node, f"/trades?party={a}") == {"trades": []}
-    assert get(node, "/evidence") == {"evidence": []}
+    assert get(node, "/market/offers?status=open") == {"offers": [], "next": None}
+    assert get(node, "/market/orderbook") == {"buys": [], "sells": [],
+                                              "levels": {"buys": [], "sells": [], "partial": False}}
+    assert get(node, f"/market/orders?owner={a}") == {"orders": [], "next": None}
+    assert get(node, f"/trades?party={a}") == {"trades": [], "next": None}
+    assert get(node, "/evidence") == {"evidence": [], "votes": []}
     energy = get(node, "/energy?limit=3")
     assert len(energy["blocks"]) == 3 and energy["total"]["blocks"] >= 3
     assert set(energy) >= {"minted_wh", "settled_wh", "redeemed_wh", "consumed_wh", "ledger_kwh_per_settled_kwh",
@@ -295,8 +296,14 @@ def test_every_route_is_served_and_described(net: NodeNet) -> None:
     metrics = get(node, "/metrics").decode()
     for name in ("kwh_height", "kwh_mempool_size", "kwh_blocks_produced_total", "kwh_blocks_imported_total",
                  "kwh_txs_accepted_total", "kwh_mining_hashes_total", "kwh_mining_energy_joules_total",
-                 "kwh_peers"):
+                 "kwh_peers", "kwh_energy_minted_wh", "kwh_energy_consumed_wh", "kwh_energy_redeemed_wh",
+                 "kwh_energy_settled_wh", "kwh_escrow_coin_units"):
         assert re.search(rf"^{name}(\{{.*\}})? ", metrics, re.M), f"{name} missing from /metrics"
+    # the ledger's totals in /metrics are those of /energy
+    for name, field in (("minted", "minted_wh"), ("consumed", "consumed_wh"), ("redeemed", "redeemed_wh"),
+                        ("settled", "settled_wh")):
+        value = re.search(rf"^kwh_energy_{name}_wh (\S+)$", metrics, re.M)
+        assert value is not None and float(value.group(1)) == get(node, "/energy")[field], name
 
 
 def test_grid_signal_changes_the_work_per_block(net: NodeNet) -> None:
@@ -364,4 +371,4 @@ def test_a_lonely_fork_is_reorganised_away_and_its_tx_included_again(node_net: A
             and len({s["block"] for s in states}) == 1
 
     wait_until(included_on_main, 30, 0.2, "the tx of the reverted block is mined again on the main chain")
-    assert get(lonely, "/evidence") == {"evidence": []}
+    assert get(lonely, "/evidence") == {"evidence": [], "votes": []}

@@ -144,7 +144,7 @@ def test_insufficient_work() -> None:
     block = next_block(chain, net)
     assert block.header.difficulty == 4 and meets_difficulty(block.hash, 4)
     assert chain.import_block(block).status == "head"
-    assert chain.head.total_work == 8
+    assert chain.head.total_work == 2  # weight: in turn 2, whatever the difficulty
 
 
 def test_bad_pow(chain: Chain, net: Net) -> None:
@@ -155,7 +155,7 @@ def test_bad_pow(chain: Chain, net: Net) -> None:
     tampered = seal_block(auth(net, 1), good.header, bad_nonce, good.txs, hashes=1)  # validly sealed
     assert reason_of(chain, tampered) == E.BAD_POW
     assert chain.import_block(good).status == "head"
-    assert chain.head.total_work == 2 * difficulty
+    assert chain.head.total_work == 2  # the work checks the block; it buys no weight
 
 
 def test_bad_seal_signature(chain: Chain, net: Net) -> None:
@@ -290,19 +290,39 @@ def test_in_turn_block_beats_out_of_turn_block(net: Net) -> None:
     assert other.head_hash == in_turn.hash
 
 
-def test_more_work_beats_more_blocks(net: Net) -> None:
+def test_hashing_buys_no_weight(net: Net) -> None:
+    """One authority's block of huge difficulty on an old parent does not revert blocks the others built
+    (before, a block's weight was its difficulty, so 169 hashes undid 29 blocks and a payment)."""
     long_ = net.chain()
     extend(long_, net)
-    extend(long_, net)  # two in-turn blocks of difficulty 1: work 4
+    extend(long_, net)  # two in-turn blocks: weight 4
     short = net.chain()
-    heavy = next_block(short, net, difficulty=3)  # one in-turn block of difficulty 3: work 6
+    heavy = next_block(short, net, difficulty=1 << 16)  # one in-turn block, 65536 times the work: weight 2
     chain = net.chain()
     for h in (1, 2):
         chain.import_block(long_.block_at(h))
     result = chain.import_block(heavy)
-    assert result.status == "reorg" and chain.height == 1 and chain.head_hash == heavy.hash
-    assert [blk.height for blk in result.reverted] == [2, 1]
-    assert chain.head.total_work == 6
+    assert result.status == "side" and chain.height == 2 and chain.head_hash == long_.head_hash
+    assert chain.head.total_work == 4
+
+
+def test_difficulty_and_seal_claims_are_bounded(chain: Chain, net: Net) -> None:
+    """A proposer's claims cannot overflow the chain's totals or make a block unproducible."""
+    from ledger.block import Seal
+    from ledger.chain import MAX_DIFFICULTY
+    header, _inc, _rej = chain.build_block([], chain.earliest_timestamp(chain.head, 1, auth(net, 1).public),
+                                           auth(net, 1), MAX_DIFFICULTY + 1)
+    too_hard = seal_block(auth(net, 1), header, 0, [], 1)  # refused before its proof of work is looked at
+    assert reason_of(chain, too_hard) == E.DIFFICULTY_TOO_HIGH
+    honest = next_block(chain, net)
+    proposer = next(a for a in net.authorities if a.public == honest.header.proposer)
+    for hashes, energy_mj in (((1 << 64) - 1, 0), (0, 0), (1, (1 << 64) - 1), (1, 10_000_000 * 2001)):
+        sealed = seal_block(proposer, honest.header, honest.header.nonce, honest.txs, hashes, energy_mj)
+        assert reason_of(chain, sealed) == E.SEAL_OUT_OF_BOUNDS, (hashes, energy_mj)
+    assert chain.height == 0
+    chain.import_block(honest)
+    extend(chain, net)  # the chain goes on
+    assert chain.height == 2 and chain.head.cum_hashes < 1 << 63
 
 
 def test_equal_work_tie_goes_to_the_lower_hash(net: Net) -> None:
@@ -354,25 +374,23 @@ def test_reorg_to_a_heavier_fork_and_back_restores_state_exactly(net: Net) -> No
         c.import_block(common)
     a_blocks = [extend(branch_a, net, txs) for txs in _branch_txs(
         branch_a, net, 0, MeterState(net.meters[0], start=GENESIS_S - 4 * 900))]
-    b_blocks = []
     b_meter = MeterState(net.meters[0], start=GENESIS_S - 3 * 900)  # other intervals, other amounts
-    for txs in _branch_txs(branch_b, net, 1, b_meter):
-        blk = next_block(branch_b, net, txs, difficulty=3)
-        branch_b.import_block(blk)
-        b_blocks.append(blk)
+    b_blocks = [extend(branch_b, net, txs) for txs in _branch_txs(branch_b, net, 1, b_meter)]
+    b_blocks.append(extend(branch_b, net))  # one block more: B outweighs A
 
     for blk in a_blocks:
         assert main.import_block(blk).status == "head"
     state_a = snapshot(branch_a, (b"s", b"x", b"i", b"k", b"n", b"u", b"H"))
     assert snapshot(main, (b"s", b"x", b"i", b"k", b"n", b"u", b"H")) == state_a
 
-    # B's first block already outweighs A's two: 2 + 6 > 2 + 2 + 2
-    result = main.import_block(b_blocks[0])
-    assert result.status == "reorg"
+    # B outweighs A at its third block (2 per in-turn block); at its second the two tie (lower hash wins)
+    results = [main.import_block(blk) for blk in b_blocks]
+    reorgs = [r for r in results if r.status == "reorg"]
+    assert len(reorgs) == 1 and main.head_hash == b_blocks[-1].hash
+    result = reorgs[0]
     assert [blk.hash for blk in result.reverted] == [a_blocks[1].hash, a_blocks[0].hash]
     reverted_txids = {t.txid for blk in result.reverted for t in blk.txs}
     assert reverted_txids == {t.txid for blk in a_blocks for t in blk.txs}
-    assert main.import_block(b_blocks[1]).status == "head"
     assert dict(main.state_entries()) == dict(branch_b.state_entries())
     assert snapshot(main, (b"s", b"x", b"i", b"k", b"n", b"u", b"H")) == \
         snapshot(branch_b, (b"s", b"x", b"i", b"k", b"n", b"u", b"H"))
@@ -382,18 +400,19 @@ def test_reorg_to_a_heavier_fork_and_back_restores_state_exactly(net: Net) -> No
     assert main.account(net.accounts[2].address).coin == START - COIN - 1000 + 2 * COIN
 
     # A grows heavier again: back to exactly A's state
-    a3 = next_block(branch_a, net, [make_tx(branch_a, net.accounts[1], Transfer(net.accounts[2].address, 9))],
-                    difficulty=20)
-    branch_a.import_block(a3)
-    result = main.import_block(a3)
-    assert result.status == "reorg"
-    assert [blk.hash for blk in result.reverted] == [b_blocks[1].hash, b_blocks[0].hash]
-    assert [blk.hash for blk in result.applied] == [a_blocks[0].hash, a_blocks[1].hash, a3.hash]
+    a3 = extend(branch_a, net, [make_tx(branch_a, net.accounts[1], Transfer(net.accounts[2].address, 9))])
+    a4 = extend(branch_a, net)
+    results = [main.import_block(blk) for blk in (a3, a4)]
+    reorgs = [r for r in results if r.status == "reorg"]
+    assert len(reorgs) == 1 and main.head_hash == a4.hash
+    result = reorgs[0]
+    assert [blk.hash for blk in result.reverted] == [blk.hash for blk in reversed(b_blocks)]
+    assert [blk.hash for blk in result.applied][:3] == [a_blocks[0].hash, a_blocks[1].hash, a3.hash]
     assert dict(main.state_entries()) == dict(branch_a.state_entries())
     assert snapshot(main, (b"s", b"x", b"i", b"k", b"n", b"u", b"H")) == \
         snapshot(branch_a, (b"s", b"x", b"i", b"k", b"n", b"u", b"H"))
     assert main.verify_state_root()
-    assert main.head.total_work == branch_a.head.total_work == 2 + 2 + 2 + 40
+    assert main.head.total_work == branch_a.head.total_work == 2 * 5
 
 
 def test_reorg_into_an_invalid_branch_is_rolled_back(net: Net) -> None:
@@ -408,25 +427,38 @@ def test_reorg_into_an_invalid_branch_is_rolled_back(net: Net) -> None:
     s2 = next_block(side, net, [make_tx(side, a, Transfer(net.accounts[2].address, COIN))])  # valid
     side.import_block(s2)
     assert main.import_block(s2).status == "side"  # lighter so far: stored, not executed
-    s3 = craft(side, auth(net, 0), [make_tx(side, b, Transfer(a.address, 1))], difficulty=5,
-               state_root=b"\x09" * 32)  # heavy, but its state root is wrong
+    s3 = craft(side, auth(net, 0), [make_tx(side, b, Transfer(a.address, 1))],
+               state_root=b"\x09" * 32)  # ties with main, and its state root is wrong
+    s3 = _lose_ties(s3, auth(net, 0), main)
+    assert main.import_block(s3).status == "side"  # stored beside the head (a tie it loses): not executed
+    s4 = _child(main, s3, auth(net, 1))  # now the side branch is heavier: the move executes s3 and fails
     with pytest.raises(Rejected) as info:
-        main.import_block(s3)
+        main.import_block(s4)
     assert info.value.reason == E.BAD_STATE_ROOT
     assert snapshot(main, (b"s", b"x", b"i", b"k", b"n", b"u", b"H")) == before
     assert main.height == 3 and main.verify_state_root()
-    assert reason_of(main, s3) == E.KNOWN_INVALID
+    assert reason_of(main, s4) == E.KNOWN_INVALID and main.meta(s3.hash).status == ST_INVALID
     assert main.account(b.address).coin == START + 7 * COIN
 
 
-def _child(chain: Chain, parent: Block, proposer: AccountKey, difficulty: int = 1) -> Block:
-    """An empty block on any stored parent (its state root is not checked until it is executed)."""
+def _child(chain: Chain, parent: Block, proposer: AccountKey, lose_ties_to: Chain | None = None) -> Block:
+    """An empty block on any stored parent (its state root is not checked until it is executed); with
+    `lose_ties_to`, timed so that its hash is above that chain's head hash (a tie in weight keeps the head)."""
     meta = chain.meta(parent.hash)
     assert meta is not None
     ts = chain.earliest_timestamp(meta, meta.height + 1, proposer.public)
     header = BlockHeader(chain.chain_id, meta.height + 1, parent.hash, ts, proposer.public, tx_root_of([]),
-                         bytes(32), difficulty, 0)
-    return mine(proposer, header, [])
+                         bytes(32), 1, 0)
+    block = mine(proposer, header, [])
+    return _lose_ties(block, proposer, lose_ties_to) if lose_ties_to is not None else block
+
+
+def _lose_ties(block: Block, proposer: AccountKey, chain: Chain) -> Block:
+    """The same block re-timed (a millisecond at a time) until its hash is above `chain`'s head hash."""
+    while block.hash < chain.head_hash:
+        block = mine(proposer, dataclasses.replace(block.header, timestamp_ms=block.header.timestamp_ms + 1),
+                     list(block.txs))
+    return block
 
 
 def test_blocks_built_on_an_invalid_block_are_invalid_and_never_executed_again(net: Net) -> None:
@@ -439,22 +471,29 @@ def test_blocks_built_on_an_invalid_block_are_invalid_and_never_executed_again(n
     for amount in (3, 4):
         extend(main, net, [make_tx(main, a, Transfer(b.address, amount * COIN))])
     bad = craft(main, auth(net, 0), [], state_root=b"\x09" * 32, prev_hash=main.canonical_hash(1), height=2)
-    assert main.import_block(bad).status == "side"  # lighter: stored, not executed
+    assert main.import_block(bad).status == "side"  # lighter (out of turn): stored, not executed
     sibling = _child(main, bad, auth(net, 1))  # a second branch on the bad block, also light
     assert main.import_block(sibling).status == "side"
+    c3 = _child(main, bad, auth(net, 2))
+    assert main.import_block(c3).status == "side"
+    c4 = _child(main, c3, auth(net, 1), lose_ties_to=main)  # in turn: ties with main and loses the tie
+    assert main.import_block(c4).status == "side"
     writes: list[set[bytes]] = []
     real_write = main.kv.write
     main.kv.write = lambda changes, sync=True: (writes.append(set(changes)), real_write(changes, sync))  # type: ignore
     before = snapshot(main, (b"s", b"x", b"n", b"u", b"H"))
 
-    heavy = _child(main, bad, auth(net, 2), difficulty=9)  # heavier than main: tries the reorg, fails
+    heavy = _child(main, c4, auth(net, 2))  # in turn: heavier than main, tries the reorg, fails
     assert reason_of(main, heavy) == E.BAD_STATE_ROOT
-    assert main.meta(bad.hash).status == main.meta(heavy.hash).status == ST_INVALID  # type: ignore[union-attr]
+    for blk in (bad, c3, c4, heavy):
+        assert main.meta(blk.hash).status == ST_INVALID  # type: ignore[union-attr]
     assert snapshot(main, (b"s", b"x", b"n", b"u", b"H")) == before
     writes.clear()
-    assert reason_of(main, _child(main, heavy, auth(net, 0), difficulty=9)) == E.KNOWN_INVALID
+    assert reason_of(main, _child(main, heavy, auth(net, 0))) == E.KNOWN_INVALID
     assert writes == []  # refused outright: its parent is marked
-    on_sibling = _child(main, sibling, auth(net, 2), difficulty=9)
+    light = _child(main, sibling, auth(net, 0))  # out of turn: lighter, stored
+    assert main.import_block(light).status == "side"
+    on_sibling = _child(main, light, auth(net, 2))  # in turn: heavier, meets the bad block on the way down
     assert reason_of(main, on_sibling) == E.KNOWN_INVALID
     assert not any(b"H" in w for w in writes), "no revert or apply was attempted"
     assert main.meta(sibling.hash).status == main.meta(on_sibling.hash).status == ST_INVALID  # type: ignore

@@ -33,13 +33,52 @@ NOW = int(time.time() * 1000)
 def test_declared_lengths_at_the_limits() -> None:
     """Exactly what the decoder's bounds name: MAX_CONTAINER_LEN items pass, one more does not; a string
     or byte string longer than the message limit is refused before its bytes are read."""
-    assert len(decode(encode([0] * MAX_CONTAINER_LEN))) == MAX_CONTAINER_LEN
+    assert len(decode(encode([b"abc"] * MAX_CONTAINER_LEN))) == MAX_CONTAINER_LEN
     with pytest.raises(DecodeError, match="max_array_len"):
-        decode(encode([0] * (MAX_CONTAINER_LEN + 1)))
+        decode(encode([b"abc"] * (MAX_CONTAINER_LEN + 1)))
     with pytest.raises(DecodeError, match="exceeds"):
         decode(encode(b"x" * 2000), max_bytes=1000)
     with pytest.raises(DecodeError):
         decode(b"\xdb" + (1 << 31).to_bytes(4, "big") + b"abc")  # str32 claiming 2 GiB
+
+
+def _peak_decode_bytes(data: bytes) -> tuple[int, str]:
+    """Peak Python memory while decoding `data` (tracemalloc counts every object it builds), and the error."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        decode(data)
+        error = ""
+    except DecodeError as exc:
+        error = str(exc)
+    finally:
+        _now, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak, error
+
+
+def test_decoder_memory_stays_proportional_to_the_input() -> None:
+    """Messages within every length and depth limit but made of the cheapest-to-send, dearest-to-build
+    items (empty lists, small ints and byte strings) are refused by the item budget, having built at most
+    a small multiple of their own size; an 8 MiB one of empty lists used to build 582 MiB."""
+    hostile = [
+        b"\xdc" + (83).to_bytes(2, "big") + (b"\xdd" + (100_000).to_bytes(4, "big") + b"\x90" * 100_000) * 83,
+        encode([[257 + i % 1000 for i in range(MAX_CONTAINER_LEN)]] * 20),  # uint16: 3 bytes, an int object
+        encode([[bytes([i % 256]) for i in range(MAX_CONTAINER_LEN)]] * 20),  # bin8 of one byte: 3 bytes
+    ]
+    for data in hostile:
+        peak, error = _peak_decode_bytes(data)
+        assert "items in" in error
+        assert peak <= 12 * len(data), (len(data), peak)
+    # protocol messages are far inside the budget: a full block of 50 readings and 50 transfers decodes
+    net = make_net(accounts=2, meters=1)
+    chain = net.chain()
+    meter = MeterState(net.meters[0], GENESIS_MS // 1000 - 100 * 900)
+    txs: list[Tx] = [meter.read(CHAIN_ID, 5) for _ in range(50)]
+    txs += [make_tx(chain, net.accounts[0], Transfer(net.accounts[1].address, 1), nonce=i) for i in range(50)]
+    header, included, _rejected = chain.build_block(txs, GENESIS_MS + 2000, net.authorities[1], 1)
+    raw = mine(net.authorities[1], header, included).encode()
+    assert decode_block(raw, CHAIN_ID, 1000).txs == tuple(included)
 
 
 def test_nesting_depth_limit_is_exact() -> None:
@@ -229,3 +268,54 @@ def test_token_bucket_allows_the_burst_then_the_rate() -> None:
     time.sleep(0.2)  # 20/s for 0.2 s: about 4 tokens back
     assert bucket.allow()
     assert TokenBucket(0.0).allow() and all(TokenBucket(0.0).allow() for _ in range(1000))  # 0 = unlimited
+
+
+def _cheapest_last_of_run(pool: Mempool, exclude: bytes) -> Any:
+    """The eviction victim by a scan of every sender (what the heap must agree with)."""
+    best = None
+    for sender, pend in pool.by_sender.items():
+        entry = pool.entries[pend[max(pend)]]
+        if sender != exclude and (best is None or (entry.tx.fee, -entry.seq) < (best.tx.fee, -best.seq)):
+            best = entry
+    return best
+
+
+def test_eviction_at_capacity_takes_what_a_scan_of_every_sender_would() -> None:
+    """At capacity, admissions, replacements, evictions and drops in random order: every eviction takes
+    the cheapest (then newest) last-of-run tx of another sender, found in the heap without a scan."""
+    import random
+    rnd = random.Random(11)
+    net = make_net(accounts=24)
+    pool = Mempool(net.chain(), max_size=40, per_sender=4)
+    nonces = [0] * len(net.accounts)
+    evictions = refusals = 0
+    for _step in range(400):
+        sender = rnd.randrange(len(net.accounts))
+        addr = net.accounts[sender].address
+        if rnd.random() < 0.1 and pool.by_sender.get(addr):  # a drop takes a run's tail with it
+            pend = pool.by_sender[addr]
+            gone = pool.drop(pend[rnd.choice(sorted(pend))], E.BAD_NONCE, "test")
+            nonces[sender] -= len(gone)
+            continue
+        if len(pool.by_sender.get(addr, {})) >= 4:
+            continue
+        tx = _transfer(net, sender, nonces[sender], fee=rnd.choice([1000, 2000, 3000, 5000]))
+        full = pool.signed_count >= pool.max_size
+        expected = _cheapest_last_of_run(pool, addr) if full else None
+        try:
+            pool.add(tx, NOW)
+        except Rejected as exc:
+            assert full and exc.reason == MEMPOOL_FULL
+            assert expected is None or expected.tx.fee >= tx.fee
+            refusals += 1
+            continue
+        nonces[sender] += 1
+        if full:
+            assert expected is not None and expected.tx.fee < tx.fee
+            assert expected.tx.txid not in pool.entries and pool.dropped[expected.tx.txid].reason == MEMPOOL_FULL
+            evictions += 1
+            victim = expected.tx.sender_address
+            nonces[[a.address for a in net.accounts].index(victim)] -= 1
+        assert pool.signed_count <= pool.max_size
+        assert len(pool._evictable) <= 2 * len(pool.by_sender) + 64 + 1
+    assert evictions > 10 and refusals > 10

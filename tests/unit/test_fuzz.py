@@ -167,7 +167,7 @@ hostile_values = st.recursive(
     lambda inner: st.lists(inner, max_size=6), max_leaves=12)
 
 WIRES = {"tx": [decode(encode_tx(tx)) for tx in TXS], "block": [decode(BLOCK.encode())],
-         "header": [decode(encode_obj(HEADER))], "reading_fields": [decode(encode_obj(READING.fields))]}
+         "header": [decode(encode_obj(BLOCK.header))], "reading_fields": [decode(encode_obj(READING.fields))]}
 
 
 @settings(FUZZ, max_examples=800)

@@ -11,7 +11,7 @@ from ledger.block import Block
 from ledger.chain import Chain
 from ledger.keys import AccountKey, MeterKey
 from ledger.state import lot_id_of
-from ledger.testing import CHAIN_ID, GENESIS_MS, MeterState, Net, extend, gap_until, make_net, make_tx, rejection, \
+from ledger.testing import CHAIN_ID, GENESIS_MS, MeterState, Net, advance_to, extend, gap_until, make_net, make_tx, rejection, \
     try_extend
 from ledger.transition import MAX_WINDOW_S
 from ledger.tx import COIN, AcceptOffer, Body, CancelOffer, Deliver, EnrollMeter, PostOffer, SignedTx, Transfer, \
@@ -20,6 +20,7 @@ from ledger.tx import COIN, AcceptOffer, Body, CancelOffer, Deliver, EnrollMeter
 GENESIS_S = GENESIS_MS // 1000
 START = 1_000 * COIN
 FEE = 1000
+STATE_FEE = 3 * FEE  # PostOffer and AcceptOffer add two state entries each and pay for them (ledger/fees.py)
 PRICE = 2_000  # coin units per Wh
 WINDOW_START = GENESIS_S
 WINDOW_END = GENESIS_S + 3600
@@ -90,7 +91,7 @@ def test_post_offer(m: Market) -> None:
     assert (offer.seller, offer.wh, offer.remaining, offer.price_per_wh, offer.window_start, offer.window_end,
             offer.source, offer.status, offer.height) == \
         (m.seller.address, 1000, 1000, PRICE, WINDOW_START, WINDOW_END, "", "open", 2)
-    assert m.coin(m.seller) == START - FEE  # posting locks nothing: the seller delivers later
+    assert m.coin(m.seller) == START - STATE_FEE  # posting locks nothing: the seller delivers later
     assert m.chain.account(m.seller.address).wh == 1500
 
 
@@ -116,7 +117,7 @@ def test_accept_locks_the_full_price_in_escrow(m: Market) -> None:
     offer_id = m.post()
     b1 = m.buyers[0]
     trade_id = m.accept(b1, offer_id, 300)
-    assert m.coin(b1) == START - 300 * PRICE - FEE
+    assert m.coin(b1) == START - 300 * PRICE - STATE_FEE
     assert m.locked(b1) == 300 * PRICE
     trade = m.chain.trade(trade_id)
     assert (trade.offer_id, trade.seller, trade.buyer, trade.wh, trade.price_per_wh, trade.escrow, trade.delivered,
@@ -125,7 +126,7 @@ def test_accept_locks_the_full_price_in_escrow(m: Market) -> None:
          "open")
     offer = m.chain.offer(offer_id)
     assert (offer.remaining, offer.status) == (700, "open")
-    assert m.coin(m.seller) == START - FEE  # the seller gets nothing before delivering
+    assert m.coin(m.seller) == START - STATE_FEE  # the seller gets nothing before delivering
     assert (3, trade_id, "accept_offer") in m.chain.history(m.seller.address)
 
 
@@ -158,9 +159,10 @@ def test_accept_insufficient_funds_counts_the_fee(m: Market) -> None:
     offer_id = m.post(1000, 2 * COIN)  # 2 coin per Wh: 500 Wh would cost everything a buyer has
     b1 = m.buyers[0]
     assert m.reason(m.tx(b1, AcceptOffer(offer_id, 500))) == E.INSUFFICIENT_FUNDS
-    m.extend([m.tx(b1, Transfer(m.buyers[1].address, 2 * COIN - 2 * FEE))])  # leave 998 coin + 1 fee
-    assert m.coin(b1) == 998 * COIN + FEE
-    assert m.reason(m.tx(b1, AcceptOffer(offer_id, 499), fee=FEE + 1)) == E.INSUFFICIENT_FUNDS
+    m.extend([m.tx(b1, Transfer(m.buyers[1].address, 2 * COIN - FEE - STATE_FEE))])  # leave 998 coin + 1 fee
+    assert m.coin(b1) == 998 * COIN + STATE_FEE
+    assert m.reason(m.tx(b1, AcceptOffer(offer_id, 499), fee=STATE_FEE + 1)) == E.INSUFFICIENT_FUNDS
+    assert m.reason(m.tx(b1, AcceptOffer(offer_id, 499), fee=STATE_FEE - 1)) == E.FEE_TOO_LOW
     m.accept(b1, offer_id, 499)
     assert (m.coin(b1), m.locked(b1)) == (0, 998 * COIN)
 
@@ -179,8 +181,8 @@ def test_deliveries_release_escrow_pro_rata(m: Market, trade: bytes) -> None:
     m.extend([d1])
     t = m.chain.trade(trade)
     assert (t.delivered, t.released, t.status) == (100, 100 * PRICE, "open")
-    assert m.coin(m.seller) == START - FEE - FEE + 100 * PRICE
-    assert (m.coin(b1), m.locked(b1)) == (START - 300 * PRICE - FEE, 200 * PRICE)
+    assert m.coin(m.seller) == START - STATE_FEE - FEE + 100 * PRICE
+    assert (m.coin(b1), m.locked(b1)) == (START - 300 * PRICE - STATE_FEE, 200 * PRICE)
     assert m.chain.holdings(b1.address) == [(m.lots[0], 100, "solar")]
     assert m.chain.account(b1.address).wh == 100
     assert m.chain.account(m.seller.address).wh == 1400
@@ -192,7 +194,7 @@ def test_deliveries_release_escrow_pro_rata(m: Market, trade: bytes) -> None:
     assert (t.delivered, t.released, t.refunded, t.status) == (300, 300 * PRICE, 0, "delivered")
     assert t.released == t.escrow
     assert m.locked(b1) == 0
-    assert m.coin(m.seller) == START - 3 * FEE + 300 * PRICE
+    assert m.coin(m.seller) == START - STATE_FEE - 2 * FEE + 300 * PRICE
     assert m.chain.holdings(b1.address) == [(m.lots[0], 300, "solar")]
     assert m.reason(m.tx(m.seller, Deliver(trade, 1))) == E.TRADE_CLOSED
 
@@ -212,7 +214,7 @@ def test_pro_rata_release_with_an_odd_price() -> None:
         released.append(chain.trade(accept.txid).released)
     assert released == [13, 39, 78, 91]  # escrow * delivered // wh, exactly the full 91 at the end
     assert chain.account(buyer.address).locked_coin == 0
-    assert chain.account(seller.address).coin == START - 5 * FEE + 91
+    assert chain.account(seller.address).coin == START - STATE_FEE - 4 * FEE + 91
 
 
 def test_deliver_rejections(m: Market, trade: bytes) -> None:
@@ -259,8 +261,8 @@ def test_window_end_refunds_undelivered_escrow_automatically(m: Market, trade: b
     t = m.chain.trade(trade)
     assert (t.delivered, t.released, t.refunded, t.status) == (150, 150 * PRICE, 150 * PRICE, "settled")
     assert t.escrow - t.released - t.refunded == 0
-    assert (m.coin(b1), m.locked(b1)) == (START - 150 * PRICE - FEE, 0)
-    assert m.coin(m.seller) == START - 3 * FEE + 150 * PRICE
+    assert (m.coin(b1), m.locked(b1)) == (START - 150 * PRICE - STATE_FEE, 0)
+    assert m.coin(m.seller) == START - STATE_FEE - 2 * FEE + 150 * PRICE
     assert m.chain.offer(offer_id).status == "expired"
     assert (block.height, trade, "refund") in m.chain.history(b1.address)
     assert m.reason(m.tx(m.seller, Deliver(trade, 1))) == E.TRADE_CLOSED
@@ -273,7 +275,7 @@ def test_fully_delivered_trade_settles_without_refund(m: Market, trade: bytes) -
     m.extend(gap_ms=m.at(WINDOW_END + 10))
     t = m.chain.trade(trade)
     assert (t.released, t.refunded, t.status) == (300 * PRICE, 0, "settled")
-    assert (m.coin(b1), m.locked(b1)) == (START - 300 * PRICE - FEE, 0)
+    assert (m.coin(b1), m.locked(b1)) == (START - 300 * PRICE - STATE_FEE, 0)
 
 
 def test_undelivered_trade_is_refunded_in_full(m: Market, trade: bytes) -> None:
@@ -281,8 +283,8 @@ def test_undelivered_trade_is_refunded_in_full(m: Market, trade: bytes) -> None:
     m.extend(gap_ms=m.at(WINDOW_END + 5000))  # one late block settles everything due before it
     t = m.chain.trade(trade)
     assert (t.released, t.refunded, t.status) == (0, 300 * PRICE, "settled")
-    assert (m.coin(b1), m.locked(b1)) == (START - FEE, 0)
-    assert m.coin(m.seller) == START - FEE
+    assert (m.coin(b1), m.locked(b1)) == (START - STATE_FEE, 0)
+    assert m.coin(m.seller) == START - STATE_FEE
 
 
 def test_accept_outside_window(m: Market) -> None:
@@ -315,9 +317,11 @@ def test_source_restricted_offer_delivers_only_that_source(m: Market) -> None:
     assert m.reason(deliver) == E.INSUFFICIENT_WH  # 1500 solar Wh do not count
     m.extend([m.tx(m.net.authorities[0], EnrollMeter(wind.public, m.seller.address, "generation", 10_000, 900,
                                                      "wind", 0, 0))])
-    wind_meter = MeterState(wind, start=GENESIS_S - 900)
+    wind_start = m.chain.meter(wind.meter_id).next_start  # the first interval after its enrollment
+    advance_to(m.chain, m.net, wind_start + 900)
+    wind_meter = MeterState(wind, start=wind_start)
     m.extend([wind_meter.read(CHAIN_ID, 250)])
-    wind_lot = lot_id_of(GENESIS_S - 900, wind.meter_id)
+    wind_lot = lot_id_of(wind_start, wind.meter_id)
     assert m.chain.holdings(m.seller.address) == sorted([(m.lots[0], 500, "solar"), (m.lots[1], 500, "solar"),
                                                          (m.lots[2], 500, "solar"), (wind_lot, 250, "wind")])
     assert wind_lot > m.lots[1]  # older solar lots come first, yet only wind may be delivered
@@ -345,7 +349,7 @@ def test_cancel_unaccepted_offer(m: Market) -> None:
     assert m.chain.offer(offer_id).status == "cancelled"
     assert m.reason(m.tx(m.buyers[0], AcceptOffer(offer_id, 1))) == E.OFFER_CLOSED
     assert m.reason(m.tx(m.seller, CancelOffer(offer_id))) == E.OFFER_CLOSED
-    assert m.coin(m.seller) == START - 2 * FEE
+    assert m.coin(m.seller) == START - STATE_FEE - FEE
 
 
 def test_cancel_keeps_accepted_trades(m: Market) -> None:

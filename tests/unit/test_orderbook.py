@@ -15,6 +15,7 @@ from ledger.tx import BUY, COIN, SELL, CancelOrder, PlaceOrder, Redeem, SignedTx
 GENESIS_S = GENESIS_MS // 1000
 START = 1_000 * COIN
 FEE = 1000
+ORDER_FEE = 3 * FEE  # PlaceOrder adds the order and its book entry and pays for both (ledger/fees.py)
 
 
 @dataclass
@@ -111,7 +112,7 @@ def test_buy_order_locks_coin(b: Book) -> None:
     assert (o.owner, o.side, o.price_per_wh, o.wh, o.remaining, o.locked_coin, o.lots, o.status, o.filled_wh,
             o.paid_coin) == (b.b1.address, BUY, 7, 300, 300, 2100, [], "open", 0, 0)
     acct = b.chain.account(b.b1.address)
-    assert (acct.coin, acct.locked_coin) == (START - 2100 - FEE, 2100)
+    assert (acct.coin, acct.locked_coin) == (START - 2100 - ORDER_FEE, 2100)
     assert b.book_ids() == ([oid], [])
 
 
@@ -122,7 +123,7 @@ def test_sell_order_locks_lots_oldest_first(b: Book) -> None:
     assert o.lots == [[lots[0], 500, "solar"], [lots[1], 200, "solar"]]
     assert (o.remaining, o.locked_coin) == (700, 0)
     acct = b.chain.account(b.s1.address)
-    assert (acct.wh, acct.locked_wh, acct.coin) == (800, 700, START - FEE)
+    assert (acct.wh, acct.locked_wh, acct.coin) == (800, 700, START - ORDER_FEE)
     assert b.chain.holdings(b.s1.address) == [(lots[1], 300, "solar"), (lots[2], 500, "solar")]
     assert b.book_ids() == ([], [oid])
 
@@ -145,8 +146,8 @@ def test_place_rejections(b: Book, side: str, wh: int, price: int, reason: str) 
 
 
 def test_buy_lock_plus_fee_must_fit_the_balance(b: Book) -> None:
-    assert b.reason(b.order(b.b1, BUY, 1, START - FEE + 1)) == E.INSUFFICIENT_FUNDS
-    b.place(b.b1, BUY, 1, START - FEE)
+    assert b.reason(b.order(b.b1, BUY, 1, START - ORDER_FEE + 1)) == E.INSUFFICIENT_FUNDS
+    b.place(b.b1, BUY, 1, START - ORDER_FEE)
     assert b.chain.account(b.b1.address).coin == 0
 
 
@@ -163,10 +164,10 @@ def test_price_time_priority_for_a_buy_taker(b: Book) -> None:
                                                                                    "filled"]
     paid = 100 * 4 + 100 * 4 + 50 * 5
     buyer = b.chain.account(b.b1.address)
-    assert (buyer.coin, buyer.locked_coin, buyer.wh) == (START - FEE - paid, 0, 250)  # 200 improvement refunded
+    assert (buyer.coin, buyer.locked_coin, buyer.wh) == (START - ORDER_FEE - paid, 0, 250)  # 200 improvement refunded
     assert b.chain.order(taker).paid_coin == paid and b.chain.order(taker).filled_wh == 250
-    assert b.chain.account(b.s2.address).coin == START - FEE + 400
-    assert b.chain.account(b.s1.address).coin == START - 2 * FEE + 400 + 250
+    assert b.chain.account(b.s2.address).coin == START - ORDER_FEE + 400
+    assert b.chain.account(b.s1.address).coin == START - 2 * ORDER_FEE + 400 + 250
     assert (b.chain.account(b.s1.address).locked_wh, b.chain.account(b.s2.address).locked_wh) == (50, 0)
     assert b.book_ids() == ([], [s1_at5])
     # the buyer received s2's lot first, then s1's lots in the order they were locked
@@ -184,12 +185,12 @@ def test_price_time_priority_for_a_sell_taker(b: Book) -> None:
     taker = b.place(b.s1, SELL, 150, 2)
     assert [b.chain.order(o).remaining for o in (at5_first, at5_second, at3, taker)] == [0, 50, 100, 0]
     # the seller gets the resting buyers' price, 5, not its own limit of 2
-    assert b.chain.account(b.s1.address).coin == START - FEE + 150 * 5
+    assert b.chain.account(b.s1.address).coin == START - ORDER_FEE + 150 * 5
     assert b.chain.order(taker).paid_coin == 750
     b1 = b.chain.account(b.b1.address)
-    assert (b1.coin, b1.locked_coin, b1.wh) == (START - 2 * FEE - 300 - 500, 300 + 250, 50)
+    assert (b1.coin, b1.locked_coin, b1.wh) == (START - 2 * ORDER_FEE - 300 - 500, 300 + 250, 50)
     b2 = b.chain.account(b.b2.address)
-    assert (b2.coin, b2.locked_coin, b2.wh) == (START - FEE - 500, 0, 100)
+    assert (b2.coin, b2.locked_coin, b2.wh) == (START - ORDER_FEE - 500, 0, 100)
     assert b.book_ids() == ([at5_second, at3], [])
 
 
@@ -206,14 +207,14 @@ def test_partial_fill_of_the_taker_rests_in_the_book(b: Book) -> None:
     o = b.chain.order(buy)
     assert (o.remaining, o.filled_wh, o.locked_coin, o.paid_coin, o.status) == (200, 100, 1200, 400, "open")
     acct = b.chain.account(b.b1.address)
-    assert (acct.coin, acct.locked_coin) == (START - FEE - 400 - 1200, 1200)
+    assert (acct.coin, acct.locked_coin) == (START - ORDER_FEE - 400 - 1200, 1200)
     assert b.book_ids() == ([buy], [])
     assert b.chain.order(sell).status == "filled"
     # a later sell below the resting buy fills at the buy's price
     b.place(b.s2, SELL, 50, 1)
     o = b.chain.order(buy)
     assert (o.remaining, o.locked_coin, o.paid_coin) == (150, 900, 400 + 300)
-    assert b.chain.account(b.s2.address).coin == START - FEE + 300
+    assert b.chain.account(b.s2.address).coin == START - ORDER_FEE + 300
 
 
 def test_one_taker_several_makers_in_one_block(b: Book) -> None:
@@ -229,7 +230,7 @@ def test_orders_of_one_owner_cross_without_creating_anything(b: Book) -> None:
     b.place(b.s1, SELL, 100, 4)
     b.place(b.s1, BUY, 100, 4)
     after = b.chain.account(b.s1.address)
-    assert after.coin + after.locked_coin == before.coin - 2 * FEE
+    assert after.coin + after.locked_coin == before.coin - 2 * ORDER_FEE
     assert after.wh + after.locked_wh == before.wh
 
 
@@ -242,7 +243,7 @@ def test_cancel_buy_returns_the_rest_of_the_lock(b: Book) -> None:
     o = b.chain.order(buy)
     assert (o.status, o.locked_coin, o.remaining) == ("cancelled", 0, 200)
     acct = b.chain.account(b.b1.address)
-    assert (acct.coin, acct.locked_coin, acct.wh) == (START - 2 * FEE - 400, 0, 100)
+    assert (acct.coin, acct.locked_coin, acct.wh) == (START - ORDER_FEE - FEE - 400, 0, 100)
     assert b.book_ids() == ([], [])
 
 
@@ -255,7 +256,7 @@ def test_cancel_sell_returns_the_same_lots(b: Book) -> None:
     assert b.chain.holdings(b.s1.address) == [(lots[0], 400, "solar"), (lots[1], 500, "solar"),
                                               (lots[2], 500, "solar")]
     acct = b.chain.account(b.s1.address)
-    assert (acct.wh, acct.locked_wh, acct.coin) == (1400, 0, START - 2 * FEE + 400)
+    assert (acct.wh, acct.locked_wh, acct.coin) == (1400, 0, START - ORDER_FEE - FEE + 400)
     o = b.chain.order(sell)
     assert (o.status, o.lots, o.remaining) == ("cancelled", [], 600)
 
@@ -278,7 +279,7 @@ def test_place_and_cancel_in_one_block(b: Book) -> None:
     block, rejected = try_extend(b.chain, b.net, [place, cancel])
     assert rejected == [] and len(block.txs) == 2
     check_locks(b.chain)
-    assert b.chain.account(b.b1.address).coin == START - 2 * FEE
+    assert b.chain.account(b.b1.address).coin == START - ORDER_FEE - FEE
 
 
 def test_bought_wh_can_be_redeemed_against_own_consumption(b: Book) -> None:

@@ -10,8 +10,8 @@ from ledger import errors as E
 from ledger.chain import Chain
 from ledger.keys import MeterKey, address_of
 from ledger.state import lot_id_of
-from ledger.testing import CHAIN_ID, GENESIS_MS, MeterState, Net, extend, gap_until, make_net, make_tx, rejection, \
-    try_extend
+from ledger.testing import CHAIN_ID, GENESIS_MS, MeterState, Net, advance_to, extend, gap_until, make_net, make_tx, \
+    rejection, try_extend
 from ledger.tx import COIN, EnrollMeter, MeterReading, ReadingFields, RevokeMeter, sign_reading
 
 GENESIS_S = GENESIS_MS // 1000
@@ -192,16 +192,36 @@ def test_interval_overlap(chain: Chain, net: Net, meter: MeterState) -> None:
 
 
 def test_interval_in_future(chain: Chain, net: Net) -> None:
-    """An interval may be read only once it has ended at the block's time (not the wall clock)."""
+    """An interval mints only once it has ended by the parent block's time, which every validator saw
+    pass: a proposer that times its own block after the end (its clock may run ahead of theirs) cannot."""
     meter = MeterState(net.meters[0], start=GENESIS_S)  # ends at GENESIS_S + 900
     reading = meter.read(CHAIN_ID, 100)
     reject_in_block(chain, net, reading, E.INTERVAL_IN_FUTURE)
-    # a block timed one second before the end still rejects it, one timed at the end accepts it
     gap = gap_until(chain, net, (GENESIS_S + 899) * 1000)
     reject_in_block(chain, net, reading, E.INTERVAL_IN_FUTURE, gap_ms=gap)
+    # a block timed well after the end, on a parent timed one second before it, still leaves it out
+    gap = gap_until(chain, net, (GENESIS_S + 915) * 1000)
+    reject_in_block(chain, net, reading, E.INTERVAL_IN_FUTURE, gap_ms=gap)
     meter_record_unchanged_and_nothing_minted(chain, net)
-    extend(chain, net, [reading], gap_ms=gap_until(chain, net, (GENESIS_S + 900) * 1000))
+    extend(chain, net, [reading])  # its parent (the block above) was timed after the end
     meter_record_unchanged_and_nothing_minted(chain, net, counter=1, minted=100)
+
+
+def test_a_stolen_key_cannot_mint_before_enrollment() -> None:
+    """A meter enrolled now cannot mint the intervals before its enrollment (before, a stolen key minted
+    decades of rated output at once); its first interval is the first whole one after enrollment."""
+    net = make_net(accounts=1, authority_coin=10 * COIN)
+    chain = net.chain()
+    key = MeterKey(ec.derive_private_key(4242, ec.SECP256R1()))
+    extend(chain, net, [make_tx(chain, net.authorities[0], EnrollMeter(
+        key.public, net.accounts[0].address, "generation", 5000, 900, "solar", 0, 0))])
+    assert chain.meter(key.meter_id).next_start == GENESIS_S + 900  # enrolled at GENESIS_S + 2 s
+    advance_to(chain, net, GENESIS_S + 3600)
+    for start in (0, 999_999_900, GENESIS_S - 900, GENESIS_S):
+        backfill = MeterState(key, start=start).read(CHAIN_ID, 100)
+        assert rejection(chain, net, backfill).reason == E.INTERVAL_BEFORE_ENROLLMENT
+    extend(chain, net, [MeterState(key, start=GENESIS_S + 900).read(CHAIN_ID, 100)])
+    assert chain.account(net.accounts[0].address).wh == 100
 
 
 @pytest.mark.parametrize("export_wh,import_wh", [(LIMIT_WH + 1, 0), (0, LIMIT_WH + 1), (10**9, 0)])
@@ -228,12 +248,13 @@ def test_register_mismatch_against_enrolled_starting_register() -> None:
     key = MeterKey(ec.derive_private_key(99, ec.SECP256R1()))
     extend(chain, net, [make_tx(chain, net.authorities[0], EnrollMeter(
         key.public, net.accounts[0].address, "generation", 5000, 900, "wind", 10_000, 0))])
-    fresh = MeterState(key, start=GENESIS_S - 1800)
+    advance_to(chain, net, GENESIS_S + 1800)
+    fresh = MeterState(key, start=GENESIS_S + 900)
     reject_in_block(chain, net, fresh.read(CHAIN_ID, 100), E.REGISTER_MISMATCH)  # register 100, not 10_100
-    continued = MeterState(key, start=GENESIS_S - 1800)
+    continued = MeterState(key, start=GENESIS_S + 900)
     continued.export_register = 10_000
     extend(chain, net, [continued.read(CHAIN_ID, 100)])
-    assert chain.holdings(net.accounts[0].address) == [(lot_id_of(GENESIS_S - 1800, key.meter_id), 100, "wind")]
+    assert chain.holdings(net.accounts[0].address) == [(lot_id_of(GENESIS_S + 900, key.meter_id), 100, "wind")]
 
 
 @pytest.mark.parametrize("kind,export_wh,import_wh", [("generation", 0, 10), ("consumption", 10, 0),
@@ -273,9 +294,12 @@ def test_reading_for_a_meter_enrolled_earlier_in_the_same_block() -> None:
     key = MeterKey(ec.derive_private_key(31337, ec.SECP256R1()))
     enroll = make_tx(chain, net.authorities[0], EnrollMeter(key.public, net.accounts[0].address, "both", 4000,
                                                             900, "hydro", 0, 0))
-    reading = MeterState(key, start=GENESIS_S - 900).read(CHAIN_ID, 1000)
-    assert rejection(chain, net, reading).reason == E.UNKNOWN_METER
-    extend(chain, net, [enroll, reading])
+    early = MeterState(key, start=GENESIS_S - 900).read(CHAIN_ID, 1000)
+    assert rejection(chain, net, early).reason == E.UNKNOWN_METER
+    block, rejected = try_extend(chain, net, [enroll, early])  # the reading sees the enrollment, and its time
+    assert block.txs == (enroll,) and [r.reason for _t, r in rejected] == [E.INTERVAL_BEFORE_ENROLLMENT]
+    advance_to(chain, net, GENESIS_S + 1800)
+    extend(chain, net, [MeterState(key, start=GENESIS_S + 900).read(CHAIN_ID, 1000)])
     assert chain.account(net.accounts[0].address).wh == 1000
 
 
@@ -369,3 +393,24 @@ def test_readings_are_bound_to_their_meter_id(chain: Chain, net: Net, meter: Met
     """A genuine signature over fields naming another meter id is useless."""
     fields: ReadingFields = dataclasses.replace(meter.peek(100), meter_id=bytes(16))
     reject_in_block(chain, net, sign_reading(net.meters[0], CHAIN_ID, fields), E.UNKNOWN_METER)
+
+
+def test_an_explicit_first_interval_is_bounded() -> None:
+    """An authority may name a meter's first interval up to a day before the enrollment block (installed
+    before it was enrolled), never further back, and only on an interval boundary."""
+    from ledger.tx import MAX_METER_BACKFILL_S, EnrollMeterSince
+    net = make_net(accounts=1, authority_coin=10 * COIN)
+    chain = net.chain()
+    key = MeterKey(ec.derive_private_key(4343, ec.SECP256R1()))
+
+    def enroll(first_start: int) -> EnrollMeterSince:
+        return EnrollMeterSince(key.public, net.accounts[0].address, "generation", 5000, 900, "solar", 0, 0,
+                                first_start)
+    for bad in (GENESIS_S - MAX_METER_BACKFILL_S - 900, GENESIS_S - 450):
+        assert rejection(chain, net, make_tx(chain, net.authorities[0], enroll(bad))).reason == E.INVALID_METER
+    extend(chain, net, [make_tx(chain, net.authorities[0], enroll(GENESIS_S - 3600))])
+    assert chain.meter(key.meter_id).next_start == GENESIS_S - 3600
+    early = MeterState(key, start=GENESIS_S - 4500).read(CHAIN_ID, 100)
+    assert rejection(chain, net, early).reason == E.INTERVAL_BEFORE_ENROLLMENT
+    extend(chain, net, [MeterState(key, start=GENESIS_S - 3600).read(CHAIN_ID, 100)])
+    assert chain.account(net.accounts[0].address).wh == 100

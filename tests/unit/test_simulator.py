@@ -22,7 +22,7 @@ from ledger.chain import Chain
 from ledger.keys import AccountKey, format_address, meter_id_of
 from ledger.store import MemoryKV
 from ledger.testing import GENESIS_MS, Net, in_turn_slot, make_tx, try_extend
-from ledger.tx import COIN, AcceptOffer, Deliver, MeterReading, PostOffer, Redeem, RevokeMeter
+from ledger.tx import COIN, AcceptOffer, Deliver, MeterReading, PlaceOrder, PostOffer, Redeem, RevokeMeter
 from node.keyfile import load_key
 
 SITE = Site()  # Tokyo, JST
@@ -175,7 +175,8 @@ def test_clock_runs_fast_from_the_past_and_never_passes_real_time() -> None:
 @pytest.fixture
 def devnet(tmp_path: Path) -> Devnet:
     return create_devnet(tmp_path / "dn", authorities=3, observers=1, meters=8, traders=1, seed=11,
-                         block_interval_ms=500, min_difficulty=1, interval="mixed", timestamp_ms=GENESIS_MS)
+                         block_interval_ms=500, min_difficulty=1, interval="mixed", timestamp_ms=GENESIS_MS,
+                         meters_from_s=GENESIS_S - 86400)
 
 
 def chain_and_net(devnet: Devnet) -> tuple[Chain, Net]:
@@ -329,6 +330,7 @@ def test_market_agents_decide_sensibly(devnet: Devnet) -> None:
     market.trading, market.stale_blocks, market.consumers = True, 12, []
     now = 1_800_000_000.0
     producer, consumer = agent("producer"), agent("consumer")
+    market.agent_addresses = frozenset((producer.address, consumer.address))
     trade = {"trade_id": "11" * 32, "seller": producer.address, "buyer": consumer.address, "wh": 400,
              "delivered": 0, "window_start": int(now) - 5, "window_end": int(now) + 10, "height": 3}
     view = View(now, 10, [], [trade], [], [])
@@ -362,3 +364,61 @@ def test_market_agents_decide_sensibly(devnet: Devnet) -> None:
     market.trading = False
     plan = market.plan(producer, account(wh=1000), view)
     assert [type(b) for b in plan if not isinstance(b, Deliver)] == []
+
+
+def test_market_agents_leave_people_and_absurd_prices_alone(devnet: Devnet) -> None:
+    """Agents never accept a person's offer or an offer far from the market price, and never place an order
+    that would fill against a person's resting order; person wallets are not agents at all."""
+    market = Market.__new__(Market)
+    market.seed, market.block_interval_s, market.window_s, market.min_fee = 1, 0.5, 10.0, 1000
+    market.trading, market.stale_blocks, market.consumers = True, 12, []
+    now = 1_800_000_000.0
+    producer, trader, person = agent("producer"), agent("trader", 3), AccountKey.generate()
+    market.agent_addresses = frozenset((producer.address, trader.address))
+    offer = {"offer_id": "22" * 32, "seller": producer.address, "remaining": 500, "wh": 500,
+             "price_per_wh": 25_000_000, "window_end": int(now) + 30, "height": 9}
+    absurd = dict(offer, offer_id="33" * 32, price_per_wh=500_000_000)  # 500 coin/kWh
+    persons = dict(offer, offer_id="44" * 32, seller=person.address_text, price_per_wh=20_000_000)
+    for offers in ([absurd], [persons], [absurd, persons]):
+        for seed in range(20):
+            plan = market.plan(agent("trader", seed), account(), View(now, 10, [dict(o) for o in offers], [], [], []))
+            assert not [b for b in plan if isinstance(b, AcceptOffer)], offers
+    plan = market.plan(trader, account(), View(now, 10, [dict(offer), absurd, persons], [], [], []))
+    assert [b for b in plan if isinstance(b, AcceptOffer)] == [AcceptOffer(bytes.fromhex("22" * 32), 500)]
+    # a person's sell resting at 1 coin/kWh: no agent buy order at or above it
+    sell = {"order_id": "55" * 32, "owner": person.address_text, "side": "sell", "price_per_wh": 1_000_000,
+            "remaining": 1000, "height": 9}
+    for seed in range(40):
+        plan = market.plan(agent("trader", seed), account(wh=2000), View(now, 10, [], [], [], [sell]))
+        assert not [b for b in plan if isinstance(b, PlaceOrder) and b.side == "buy"]
+    # the devnet's person wallets are funded and are not agents
+    people = [w for w in devnet.wallets if w.role == "person"]
+    assert people and all(w.coin > 0 for w in people)
+    assert not {w.name for w in people} & {a.name for a in Market(devnet, None, seed=1).agents}  # type: ignore[arg-type]
+
+
+def test_the_view_says_the_simulated_time_and_whether_the_sun_is_up() -> None:
+    from devnet.view import sim_clock_text
+    site = Site()  # Tokyo, UTC+09:00
+    midnight = calendar.timegm((2026, 6, 20, 15, 0, 0)) + 0.0  # 00:00 at the site
+    night = sim_clock_text(midnight, site, 120, False)
+    assert night == "simulated 2026-06-20 15:00 UTC (00:00 at the site, UTC+09:00; night: no solar) x120"
+    noon = sim_clock_text(midnight + 12 * 3600, site, 120, True)
+    assert "03:00 UTC (12:00 at the site" in noon and "daylight: solar" in noon and noon.endswith("real time")
+
+
+def test_the_nodes_table_fits_80_columns() -> None:
+    from rich.console import Console
+
+    from devnet.view import nodes_table
+    rows = [{"name": f"auth{i}", "role": "authority", "url": f"http://127.0.0.1:{8701 + i}", "up": True,
+             "height": 123456, "finalized": 123454, "head": "ab" * 32, "peers": 4, "mempool": 120} for i in range(4)]
+    rows.append({"name": "obs0", "role": "observer", "url": "http://127.0.0.1:8705", "up": False, "exit": -9})
+    console = Console(width=80)
+    with console.capture() as cap:
+        console.print(nodes_table(rows))
+    lines = cap.get().splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in lines)
+    (auth3,) = [line for line in lines if line.startswith("auth3")]
+    assert "127.0.0.1:8704" in auth3 and "ababababab " in auth3 and "exited -9" in lines[-1]
+    assert "123454" in auth3 and "final" in lines[1]

@@ -99,6 +99,18 @@ def test_iterate_from_start(kv: KV) -> None:
     assert [k for k, _ in kv.iterate(b"a", start=b"a\x01")] == [b"a\x01", b"ab", b"abc", b"a\xff", b"a\xff\xff"]
     assert [k for k, _ in kv.iterate(b"a", start=b"a\x02")] == [b"ab", b"abc", b"a\xff", b"a\xff\xff"]
     assert [k for k, _ in kv.iterate(b"a", start=b"ab", reverse=True)] == [b"a\xff\xff", b"a\xff", b"abc", b"ab"]
+
+
+def test_iterate_below_stop(kv: KV) -> None:
+    """`stop` bounds a walk from above (exclusive), either way: where a newest-first page continues."""
+    kv.write({k: b"v" + k for k in KEYS})
+    assert [k for k, _ in kv.iterate(b"a", stop=b"ab")] == [b"a", b"a\x00", b"a\x01"]
+    assert [k for k, _ in kv.iterate(b"a", stop=b"ab", reverse=True)] == [b"a\x01", b"a\x00", b"a"]
+    assert [k for k, _ in kv.iterate(b"a", start=b"a\x01", stop=b"abc", reverse=True)] == [b"ab", b"a\x01"]
+    assert [k for k, _ in kv.iterate(b"a", start=b"a\x01", stop=b"abc")] == [b"a\x01", b"ab"]
+    assert [k for k, _ in kv.iterate(b"a", stop=b"b")] == [k for k, _ in kv.iterate(b"a")]  # past the prefix
+    assert [k for k, _ in kv.iterate(b"\xff", stop=b"\xff\xff", reverse=True)] == [b"\xff\x00", b"\xff"]
+    assert list(kv.iterate(b"a", stop=b"a")) == []
     assert [k for k, _ in kv.iterate(b"a", start=b"")] == [k for k, _ in kv.iterate(b"a")]  # before the prefix
     assert list(kv.iterate(b"a", start=b"b")) == []  # past the prefix
     assert [k for k, _ in kv.iterate(b"\xff", start=b"\xff\x00")] == [b"\xff\x00", b"\xff\xff"]

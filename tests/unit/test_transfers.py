@@ -7,7 +7,7 @@ from ledger import errors as E
 from ledger.chain import Chain
 from ledger.keys import AccountKey, address_of
 from ledger.state import lot_id_of
-from ledger.testing import CHAIN_ID, GENESIS_MS, MeterState, Net, extend, gap_until, make_net, make_tx, rejection, \
+from ledger.testing import CHAIN_ID, GENESIS_MS, MeterState, Net, advance_to, extend, gap_until, make_net, make_tx, rejection, \
     try_extend
 from ledger.tx import COIN, Redeem, SignedTx, Transfer, TransferWh, sign_tx
 
@@ -271,7 +271,8 @@ def test_more_consumption_reopens_redemption(chain: Chain, net: Net, consumer: M
     a = net.accounts[0]
     extend(chain, net, [make_tx(chain, a, Redeem(400))])
     assert rejection(chain, net, make_tx(chain, a, Redeem(1))).reason == E.EXCEEDS_CONSUMPTION
-    extend(chain, net, [consumer.read(CHAIN_ID, 0, 50)], gap_ms=gap_until(chain, net, (GENESIS_S + 900) * 1000))
+    advance_to(chain, net, GENESIS_S + 900)
+    extend(chain, net, [consumer.read(CHAIN_ID, 0, 50)])
     extend(chain, net, [make_tx(chain, a, Redeem(50))])
     acct = chain.account(a.address)
     assert (acct.consumed_wh, acct.redeemed_wh, acct.wh) == (450, 450, 550)
