@@ -17,7 +17,6 @@ from typing import Any
 
 from aiohttp import web
 
-from ledger.encoding import decode
 from ledger.keys import format_address, parse_address
 
 from .codes import BAD_REQUEST, NOT_FOUND, ApiError, hex_value
