@@ -229,6 +229,7 @@ def up(ctx: click.Context, authorities: int, observers: int, meters: int, trader
     try:
         out.print(f"starting {len(devnet.nodes)} nodes (logs in {directory / 'logs'}) ...")
         sup.start_all()
+        out.print(f"dashboard: {devnet.nodes[0].url}/  (every node serves one at its own url)")
         for line in next_steps(directory, devnet):
             out.print(line)
         summary = asyncio.run(_run(devnet, options, sup, out))

@@ -100,7 +100,9 @@ def render(run: DevnetRun) -> Group:
                            (run.phase, "cyan"), f"  {elapsed // 60}:{elapsed % 60:02d} elapsed\n",
                            (sim_clock_text(stats.sim_now or run.clock.now(), run.devnet.site, run.options.speed,
                                            run.clock.caught_up), "bold"))
-    parts: list[Any] = [header, nodes_table(run.nodes)]
+    dashboard = Text.assemble("dashboard ", (f"{run.devnet.nodes[0].url}/", "underline"), "  (energy: ",
+                              f"{run.devnet.nodes[0].url}/#/energy, market: #/market)") if run.devnet.nodes else Text("")
+    parts: list[Any] = [header, dashboard, nodes_table(run.nodes)]
 
     minted = energy.get("minted_wh")
     total = energy.get("total") or {}

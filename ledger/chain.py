@@ -25,6 +25,8 @@ Key layout besides the state (b"s..."):
     H              head hash                   b<hash>      block bytes
     m<hash>        block meta                  n<height8>   canonical hash at height
     u<hash>        undo data of an applied block
+    q<hash>        [the global totals record before the block] if the block changed them (kept when undo
+                   data is pruned: per-block minted/settled figures for views)
     x<txid>        [height, block hash, index] of a canonical transaction
     i<addr><height8><seq4>   account history   k<lot_id><height8><seq4>   lot provenance movements
     P<proposer><height8>     first block seen  E<proposer><height8>       equivocation evidence
@@ -50,7 +52,7 @@ from .encoding import decode, encode
 from .errors import Rejected
 from .genesis import Genesis
 from .keys import AccountKey
-from .state import (ACC_BYTES, BOOK_BUY, BOOK_SELL, K_PARAMS, P_BOOK, P_HOLDING, P_ORDER_LOT, STATE_PREFIX, Account,
+from .state import (K_GLOBALS, ACC_BYTES, BOOK_BUY, BOOK_SELL, K_PARAMS, P_BOOK, P_HOLDING, P_ORDER_LOT, STATE_PREFIX, Account,
                     Globals, Lot, Meter, Offer, Order, StateOverlay, Trade, k_account, k_lot, k_meter, k_offer,
                     k_order, k_trade, entry_problems, recompute_accumulator, root_of, _unpack)
 from .tx import SOURCES
@@ -556,6 +558,10 @@ class Chain:
         for key, value in ctx.index.items():
             writes[key] = value
             undo.append([key, None])
+        if K_GLOBALS in writes:  # the totals before this block, for per-block figures after undo is pruned
+            before = next(old for key, old in undo if key == K_GLOBALS)
+            writes[b"q" + bh] = encode([before])
+            undo.append([b"q" + bh, None])
         meta.status = ST_VALID
         meta.accumulator = st.accumulator
         writes[b"m" + bh] = meta.pack()

@@ -23,6 +23,7 @@ from ledger.keys import parse_address
 from ledger.tx import MAX_TX_BYTES, decode_tx
 
 from .codes import BAD_REQUEST, INTERNAL, NOT_FOUND, RATE_LIMITED, UNAUTHORIZED, ApiError, hex_value, status_of
+from .dashboard import add_dashboard
 from .grid import parse_surplus
 from .metrics import CONTENT_TYPE_LATEST
 from .openapi import openapi_document
@@ -180,6 +181,7 @@ class Api:
         app = web.Application(client_max_size=MAX_BLOCK_BODY, middlewares=[self._errors, self._rate_limit])
         for method, path, handler in self.routes():
             app.router.add_route(method, path, handler)
+        add_dashboard(app, self.node)  # the browser dashboard at / (node/dashboard.py)
         return app
 
     @web.middleware
