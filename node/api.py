@@ -19,8 +19,9 @@ from ledger import errors as E
 from ledger.encoding import encode
 from ledger.errors import Rejected
 from ledger.keys import parse_address
-from ledger.tx import MAX_TX_BYTES, decode_tx
+from ledger.tx import BODY_NAMES, MAX_TX_BYTES, decode_tx
 
+from .accounting import KIND_ALIASES
 from .codes import BAD_REQUEST, INTERNAL, NOT_FOUND, RATE_LIMITED, UNAUTHORIZED, ApiError, hex_value, status_of
 from .grid import parse_surplus
 from .metrics import CONTENT_TYPE_LATEST
@@ -69,6 +70,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/trades", "trades"),
     ("GET", "/trades/{trade_id}", "trade"),
     ("GET", "/energy", "energy"),
+    ("GET", "/energy/quote", "energy_quote"),
     ("GET", "/evidence", "evidence"),
     ("GET", "/authorities", "authorities"),
     ("GET", "/metrics", "metrics"),
@@ -155,7 +157,8 @@ class Api:
         return [(method, path, getattr(self, name)) for method, path, name in ROUTES]
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BLOCK_BODY, middlewares=[self._errors, self._rate_limit])
+        app = web.Application(client_max_size=MAX_BLOCK_BODY, middlewares=[self._metered, self._errors,
+                                                                                self._rate_limit])
         for method, path, handler in self.routes():
             app.router.add_route(method, path, handler)
         return app
@@ -183,6 +186,18 @@ class Api:
         except Exception as exc:  # noqa: BLE001 - a bug must not take the node down; log it loudly
             self.log.error("request_failed", method=request.method, path=request.path, error=repr(exc))
             return error_response(INTERNAL, "internal error (logged)", 500)
+
+    @web.middleware
+    async def _metered(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The CPU time of serving a request counts as API serving, or peer traffic on /peer/* routes
+        (node/accounting.py); what the handler does in timed sections (admission, import) counts there."""
+        category = "peer" if request.path.startswith("/peer/") else "api"
+        timeline = self.node.energy.timeline
+        timeline.request_started(category)
+        try:
+            return await handler(request)
+        finally:
+            timeline.request_ended(category)
 
     @web.middleware
     async def _rate_limit(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -444,7 +459,18 @@ class Api:
                    "minted_wh": g.minted_wh, "settled_wh": g.settled_wh, "redeemed_wh": g.redeemed_wh,
                    "consumed_wh": g.consumed_wh,
                    "ledger_kwh_per_settled_kwh": energy_kwh / settled_kwh if settled_kwh else None,
-                   "grid": self.node.grid_snapshot()})
+                   "grid": self.node.grid_snapshot(),
+                   "node": self.node.energy.report(self.node.validators(), limit)})
+
+    async def energy_quote(self, request: web.Request) -> web.Response:
+        """What verifying one transaction of a kind costs the network now, in Wh and as a fraction of the
+        energy it moves (`wh`, default: the average the node has seen for that kind)."""
+        kind = request.query.get("type")
+        kinds = sorted(set(BODY_NAMES.values()) | {"reading", "ocmf_reading", "vote"} | set(KIND_ALIASES))
+        if kind is None or kind not in kinds:
+            raise ApiError(BAD_REQUEST, f"type must be one of {', '.join(kinds)}")
+        wh = _int_query(request, "wh", 0, 1, 10**15) if "wh" in request.query else None
+        return ok(self.node.energy.quote(kind, self.node.validators(), wh))
 
     async def metrics(self, request: web.Request) -> web.Response:
         node = self.node
