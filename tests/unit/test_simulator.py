@@ -14,7 +14,8 @@ import pytest
 from devnet import tamper as T
 from devnet.genesis import create_devnet, interval_for
 from devnet.layout import Devnet, LayoutError
-from devnet.market import Agent, Market, View
+from devnet.market import (FIXED_TRADE_WH, MAX_TRADE_WH, Agent, Market, View, quote_trade_wh,
+                           verification_shares)
 from devnet.meters import SimClock, SimMeter, align_down
 from devnet.profiles import HOUSEHOLD, PROSUMER, SOLAR, Profile, Site, interval_energy, make_profile
 from ledger import errors as E
@@ -395,6 +396,52 @@ def test_market_agents_leave_people_and_absurd_prices_alone(devnet: Devnet) -> N
     people = [w for w in devnet.wallets if w.role == "person"]
     assert people and all(w.coin > 0 for w in people)
     assert not {w.name for w in people} & {a.name for a in Market(devnet, None, seed=1).agents}  # type: ignore[arg-type]
+
+
+def test_quote_driven_consumers_buy_bigger_when_verification_is_dear(devnet: Devnet) -> None:
+    """A "quote" consumer sizes its prepaid trade from the network's quote for verifying a purchase; a "fixed"
+    one buys the same small amount whatever verification costs; so the quote-driven one ends with a smaller
+    share of its energy spent on verifying its purchases."""
+    assert quote_trade_wh(None) == FIXED_TRADE_WH  # no quote yet: the small amount
+    assert quote_trade_wh(1e-5) == FIXED_TRADE_WH  # verification cheap: no reason to buy ahead
+    assert quote_trade_wh(1e-3) == 1000  # 1 mWh per purchase at most 1 ppm of the energy: 1 kWh per trade
+    assert quote_trade_wh(1.0) == MAX_TRADE_WH  # dearer still: capped (prepayment at risk)
+    assert quote_trade_wh(2e-4) < quote_trade_wh(4e-4) < quote_trade_wh(8e-4)
+    market = Market.__new__(Market)
+    market.seed, market.block_interval_s, market.window_s, market.min_fee = 1, 0.5, 10.0, 1000
+    market.trading, market.stale_blocks, market.consumers = True, 12, []
+    now = 1_800_000_000.0
+    producer = agent("producer")
+    quoted, fixed = agent("consumer", 2), agent("consumer", 3)
+    quoted.strategy, fixed.strategy = "quote", "fixed"
+    market.agent_addresses = frozenset((producer.address, quoted.address, fixed.address))
+    offer = {"offer_id": "22" * 32, "seller": producer.address, "remaining": 2500, "wh": 2500,
+             "price_per_wh": 25_000_000, "window_end": int(now) + 30, "height": 9}
+    small = dict(offer, offer_id="33" * 32, remaining=150, wh=150, price_per_wh=24_000_000)  # cheaper, too small
+
+    def bought(who: Agent, quote: float | None) -> list[AcceptOffer]:
+        view = View(now, 10, [dict(offer), dict(small)], [], [], [], quote)
+        return [b for b in market.plan(who, account(consumed=300), view) if isinstance(b, AcceptOffer)]
+
+    assert bought(quoted, 1.2e-3) == [AcceptOffer(bytes.fromhex("22" * 32), 1200)]  # ahead of its 300 Wh need
+    assert bought(quoted, 1e-5) == [AcceptOffer(bytes.fromhex("33" * 32), FIXED_TRADE_WH)]  # cheap: cheapest
+    assert bought(fixed, 1.2e-3) == bought(fixed, 1e-5) == [AcceptOffer(bytes.fromhex("33" * 32), FIXED_TRADE_WH)]
+    # the shares: one accept and one delivery per trade, over the Wh delivered
+    strategies = {quoted.address: "quote", fixed.address: "fixed"}
+    trades = [{"buyer": quoted.address, "wh": 1200, "delivered": 1200},
+              {"buyer": quoted.address, "wh": 1200, "delivered": 600}]
+    trades += [{"buyer": fixed.address, "wh": 100, "delivered": d} for d in (100, 100, 50, 100, 0)]
+    trades += [{"buyer": producer.address, "wh": 700, "delivered": 700}]  # no buying strategy: not counted
+    shares = verification_shares(trades, strategies, {"accept_offer": 2e-4, "deliver": 1e-4})
+    assert shares["quote"] == {"trades": 2, "bought_wh": 1800, "verify_wh": pytest.approx(6e-4),
+                               "share": pytest.approx(6e-4 / 1800)}
+    assert shares["fixed"]["trades"] == 5 and shares["fixed"]["bought_wh"] == 350
+    assert shares["fixed"]["verify_wh"] == pytest.approx(5 * 2e-4 + 4 * 1e-4)
+    assert shares["quote"]["share"] < shares["fixed"]["share"]
+    assert verification_shares([], strategies, {})["quote"]["share"] is None
+    # the devnet's consumers take the two ways in turn
+    consumers = [a for a in Market(devnet, None, seed=1).agents if a.role == "consumer"]  # type: ignore[arg-type]
+    assert [a.strategy for a in consumers][:2] == ["quote", "fixed"] and len(consumers) >= 2
 
 
 def test_the_view_says_the_simulated_time_and_whether_the_sun_is_up() -> None:
