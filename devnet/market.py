@@ -57,6 +57,7 @@ MAX_TRADE_WH = 3000  # the most any agent prepays in one trade
 MAX_VERIFY_SHARE = 1e-6  # a "quote" consumer keeps verification below this share of the energy it buys
 PURCHASE_KINDS = ("accept_offer", "deliver")  # the transactions one prepaid purchase takes
 BUY_STRATEGIES = ("quote", "fixed")
+QUOTE_EVERY_S = 5.0
 PARTIAL_DELIVERY_EVERY = 4  # one trade in four is delivered only half (the buyer is refunded the rest)
 BODY_KIND = {PostOffer: "post_offer", AcceptOffer: "accept_offer", Deliver: "deliver", CancelOffer: "cancel_offer",
              PlaceOrder: "place_order", CancelOrder: "cancel_order", Redeem: "redeem", TransferWh: "transfer_wh"}
@@ -174,6 +175,7 @@ class Market:
         self.stats = MarketStats()
         self.trading = True
         self._rng = random.Random(f"{seed}/market")
+        self._quote: tuple[float, float] | None = None  # (valid until, network Wh per purchase)
 
     def stop_trading(self) -> None:
         """No new offers, orders or trades from now on; sellers still deliver into open trades and
@@ -201,7 +203,16 @@ class Market:
                     await self._purchase_quote())
 
     async def _purchase_quote(self) -> float | None:
-        """What verifying one purchase (its accept and its delivery) costs the network now, in Wh."""
+        """What verifying one purchase (its accept and its delivery) costs the network now, in Wh (asked
+        every QUOTE_EVERY_S at most: it moves slowly)."""
+        if self._quote is not None and time.monotonic() < self._quote[0]:
+            return self._quote[1]
+        total = await self._ask_quote()
+        if total is not None:
+            self._quote = (time.monotonic() + QUOTE_EVERY_S, total)
+        return total
+
+    async def _ask_quote(self) -> float | None:
         total = 0.0
         for kind in PURCHASE_KINDS:
             try:

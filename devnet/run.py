@@ -29,6 +29,7 @@ from .simulator import Simulator
 from .tamper import EXPECTED
 
 log = logging.getLogger("devnet.run")
+NODE_ENERGY_EVERY_S = 5.0  # how often the monitor asks every node for its whole energy
 
 
 def sim_start(devnet: Devnet, history_s: float | None, now: float | None = None) -> float:
@@ -82,6 +83,7 @@ class DevnetRun:
         self._energy_runs: dict[str, dict[str, Any]] = {}  # node name -> its energy over this run (restarts too)
         self._chain_base: dict[str, float] | None = None  # hashing J and settled Wh at the first poll
         self.trade_list: list[dict[str, Any]] = []
+        self._next_node_energy = 0.0
         self.trades: Counter[str] = Counter()
         self.phase = "starting"
         self.started = time.time()
@@ -95,6 +97,9 @@ class DevnetRun:
     # monitor --------------------------------------------------------------------------------------
     async def poll(self) -> None:
         """Refresh what the view shows: every node's status, the chain's energy and trades."""
+        energy_due = time.monotonic() >= self._next_node_energy or self.phase == "stopped"
+        if energy_due:
+            self._next_node_energy = time.monotonic() + NODE_ENERGY_EVERY_S
         async def one(i: int) -> dict[str, Any]:
             base = {"name": self.devnet.nodes[i].name, "role": self.devnet.nodes[i].role, "url": self.pool.urls[i]}
             try:
@@ -104,12 +109,13 @@ class DevnetRun:
             if status != 200 or not isinstance(data, dict):
                 return dict(base, up=False)
             peers = data.get("peers") or []
-            try:
-                code, energy = await self.status_pool.call(i, "GET", "/energy?limit=1")
-                if code == 200 and isinstance(energy, dict) and isinstance(energy.get("node"), dict):
-                    self._node_energy_seen(base["name"], energy["node"])
-            except NodeUnavailable:
-                pass
+            if energy_due:  # every node's whole energy, now and then (it only grows) and at the end
+                try:
+                    code, energy = await self.status_pool.call(i, "GET", "/energy?limit=1")
+                    if code == 200 and isinstance(energy, dict) and isinstance(energy.get("node"), dict):
+                        self._node_energy_seen(base["name"], energy["node"])
+                except NodeUnavailable:
+                    pass
             return dict(base, up=True, height=data.get("height"), head=data.get("head"),
                         mempool=data.get("mempool"), syncing=data.get("syncing"),
                         peers=sum(1 for p in peers if p.get("connected", True)))

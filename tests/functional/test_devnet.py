@@ -139,7 +139,7 @@ def check_day(devnet: Devnet, run: DevnetRun, summary: dict[str, Any], notes: di
     sim = summary["simulator"]
     # the whole day was simulated: 96 quarter hours per meter (the revoked meter's later ones are tampers)
     assert run.sim.finished and run.sim.drained
-    assert all(m["readings"] == 96 for m in summary["meters"])
+    assert all(m["readings"] == 96 for m in summary["meters"]), [(m["name"], m["readings"]) for m in summary["meters"]]
     assert sim["readings"] == sim["accepted"] == sim["confirmed"] > 0
     assert sim["given_up"] == 0
     # the network kept producing without auth1, which caught up after its restart
