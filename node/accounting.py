@@ -5,7 +5,8 @@ every transaction, writes every block and talks to its peers. This module meters
 
 * `CpuTimeline` charges the event loop thread's CPU time (`time.thread_time`) to one category at a time.
   Synchronous code paths (tx admission, block import and its phases, block building) switch the category
-  and switch back; HTTP requests set the base category while they are in flight (API or peer routes).
+  and switch back; HTTP requests set the base category while they are in flight (API or peer routes), and
+  the peer tasks (gossip, polls, sync) are driven step by step under "peer" (`meter_tasks`).
   One timeline, one category at any moment: the categories add up to the thread's CPU time exactly.
 * The rest of the process's CPU time (other threads: LevelDB compaction, executors) is "other"; worker
   processes are read from /proc: mining workers are "hashing", signature workers "signatures".
@@ -21,6 +22,8 @@ what RAPL's package domain sees, network gear, and the meters themselves.
 """
 from __future__ import annotations
 
+import asyncio
+import collections.abc
 import multiprocessing
 import os
 import time
@@ -358,6 +361,62 @@ class NodeEnergy:
             return (int(fields[11]) + int(fields[12])) / self.clock_ticks  # utime, stime
         except (IndexError, ValueError):
             return None
+
+
+class MeteredCoroutine(collections.abc.Coroutine):
+    """Drives a coroutine, charging each of its steps (from one await to the next) to a category: how the
+    peer tasks' own work (gossip, polls, sync) counts as peer traffic without a clock inside them."""
+    __slots__ = ("_coro", "_timeline", "_category")
+
+    def __init__(self, coro: Any, timeline: CpuTimeline, category: str) -> None:
+        self._coro, self._timeline, self._category = coro, timeline, category
+
+    def send(self, value: Any) -> Any:
+        previous, _ = self._timeline.switch(self._category)
+        try:
+            return self._coro.send(value)
+        finally:
+            self._timeline.switch(previous)
+
+    def throw(self, *args: Any) -> Any:
+        previous, _ = self._timeline.switch(self._category)
+        try:
+            return self._coro.throw(*args)
+        finally:
+            self._timeline.switch(previous)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Any:
+        return self
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def __repr__(self) -> str:
+        return f"<metered {self._category} {self._coro!r}>"
+
+
+def meter_tasks(loop: asyncio.AbstractEventLoop, timeline: CpuTimeline, prefixes: dict[str, str]) -> bool:
+    """Install a task factory that meters tasks whose coroutine's qualified name starts with one of
+    `prefixes` (prefix -> category). False (nothing done) if the loop already has a factory."""
+    if loop.get_task_factory() is not None:
+        return False
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        name = getattr(coro, "__qualname__", "").rsplit("<locals>.", 1)[-1]
+        for prefix, category in prefixes.items():
+            if name.startswith(prefix):
+                coro = MeteredCoroutine(coro, timeline, category)
+                break
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(factory)
+    return True
 
 
 class _Section:

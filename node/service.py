@@ -148,6 +148,8 @@ class Node:
                 self.log.warning("miner_calibration_failed", error=repr(exc))
             from .producer import Producer
             self.producer = Producer(self)
+        from .accounting import meter_tasks
+        meter_tasks(asyncio.get_running_loop(), self.energy.timeline, {"PeerManager.": "peer"})
         await self.peers.start()
         if self.producer is not None:
             self._spawn(self.producer.run(), "producer")

@@ -177,3 +177,38 @@ def test_wh_moved() -> None:
     meter = MeterState(net.meters[0], start=GENESIS_S - 900)
     assert wh_moved(meter.read(CHAIN_ID, 7, 3)) == 10
     assert wh_moved(make_tx(chain, net.accounts[0], Transfer(net.accounts[1].address, 5))) == 0
+
+
+def test_peer_tasks_are_metered_step_by_step() -> None:
+    """Tasks of the named coroutines count as their category, each step; other tasks do not; the total holds."""
+    import asyncio
+
+    from node.accounting import meter_tasks
+
+    timeline = CpuTimeline()
+
+    class PeerManager:
+        async def gossip(self) -> int:
+            total = 0
+            for _ in range(3):
+                total += sum(i * i for i in range(30_000))
+                await asyncio.sleep(0)
+            return total
+
+    async def bystander() -> int:
+        return sum(i for i in range(30_000))
+
+    async def main() -> tuple[int, int, bool]:
+        installed = meter_tasks(asyncio.get_running_loop(), timeline, {"PeerManager.": "peer"})
+        peer = asyncio.get_running_loop().create_task(PeerManager().gossip())
+        other = asyncio.get_running_loop().create_task(bystander())
+        return await peer, await other, installed
+
+    cpu0 = time.thread_time()
+    timeline._last = cpu0
+    peer_result, _other, installed = asyncio.run(main())
+    timeline.flush()
+    assert installed and peer_result == 3 * sum(i * i for i in range(30_000))  # the coroutine ran as usual
+    assert timeline.seconds["peer"] > 0 and timeline.seconds["other"] > 0
+    assert timeline.current == "other"
+    assert sum(timeline.seconds.values()) == pytest.approx(time.thread_time() - cpu0, abs=0.01)

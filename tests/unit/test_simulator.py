@@ -403,10 +403,10 @@ def test_quote_driven_consumers_buy_bigger_when_verification_is_dear(devnet: Dev
     one buys the same small amount whatever verification costs; so the quote-driven one ends with a smaller
     share of its energy spent on verifying its purchases."""
     assert quote_trade_wh(None) == FIXED_TRADE_WH  # no quote yet: the small amount
-    assert quote_trade_wh(1e-5) == FIXED_TRADE_WH  # verification cheap: no reason to buy ahead
-    assert quote_trade_wh(1e-3) == 1000  # 1 mWh per purchase at most 1 ppm of the energy: 1 kWh per trade
+    assert quote_trade_wh(1e-6) == FIXED_TRADE_WH  # verification cheap: no reason to buy ahead
+    assert quote_trade_wh(1e-4) == 1000  # 0.1 mWh per purchase, at most 1e-7 of the energy: 1 kWh per trade
     assert quote_trade_wh(1.0) == MAX_TRADE_WH  # dearer still: capped (prepayment at risk)
-    assert quote_trade_wh(2e-4) < quote_trade_wh(4e-4) < quote_trade_wh(8e-4)
+    assert quote_trade_wh(2e-5) < quote_trade_wh(4e-5) < quote_trade_wh(8e-5)
     market = Market.__new__(Market)
     market.seed, market.block_interval_s, market.window_s, market.min_fee = 1, 0.5, 10.0, 1000
     market.trading, market.stale_blocks, market.consumers = True, 12, []
@@ -423,9 +423,9 @@ def test_quote_driven_consumers_buy_bigger_when_verification_is_dear(devnet: Dev
         view = View(now, 10, [dict(offer), dict(small)], [], [], [], quote)
         return [b for b in market.plan(who, account(consumed=300), view) if isinstance(b, AcceptOffer)]
 
-    assert bought(quoted, 1.2e-3) == [AcceptOffer(bytes.fromhex("22" * 32), 1200)]  # ahead of its 300 Wh need
-    assert bought(quoted, 1e-5) == [AcceptOffer(bytes.fromhex("33" * 32), FIXED_TRADE_WH)]  # cheap: cheapest
-    assert bought(fixed, 1.2e-3) == bought(fixed, 1e-5) == [AcceptOffer(bytes.fromhex("33" * 32), FIXED_TRADE_WH)]
+    assert bought(quoted, 1.2e-4) == [AcceptOffer(bytes.fromhex("22" * 32), 1200)]  # ahead of its 300 Wh need
+    assert bought(quoted, 1e-6) == [AcceptOffer(bytes.fromhex("33" * 32), FIXED_TRADE_WH)]  # cheap: cheapest
+    assert bought(fixed, 1.2e-4) == bought(fixed, 1e-6) == [AcceptOffer(bytes.fromhex("33" * 32), FIXED_TRADE_WH)]
     # the shares: one accept and one delivery per trade, over the Wh delivered
     strategies = {quoted.address: "quote", fixed.address: "fixed"}
     trades = [{"buyer": quoted.address, "wh": 1200, "delivered": 1200},
