@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ledger.tx import MeterReading, OcmfReading, SignedTx, Tx, Vote
+from ledger.tx import BODY_NAMES, MeterReading, OcmfReading, SignedTx, Tx, Vote
 
 from .energy import PROC_STAT, RAPL_ROOT, EnergyMeter
 
@@ -43,6 +43,8 @@ CALIBRATION_CHECKS = 16
 # Names a quote may be asked for besides the ledger's own kind names (docs/interfaces.md).
 KIND_ALIASES = {"offer": "post_offer", "accept": "accept_offer", "order": "place_order"}
 J_PER_WH = 3600.0
+# Every kind a quote may be asked for: the ledger's kind names and the aliases.
+QUOTE_KINDS = tuple(sorted(set(BODY_NAMES.values()) | {"reading", "ocmf_reading", "vote"} | set(KIND_ALIASES)))
 
 
 def tx_kind(tx: Tx) -> str:

@@ -19,9 +19,9 @@ from ledger import errors as E
 from ledger.encoding import encode
 from ledger.errors import Rejected
 from ledger.keys import parse_address
-from ledger.tx import BODY_NAMES, MAX_TX_BYTES, decode_tx
+from ledger.tx import MAX_TX_BYTES, decode_tx
 
-from .accounting import KIND_ALIASES
+from .accounting import QUOTE_KINDS
 from .codes import BAD_REQUEST, INTERNAL, NOT_FOUND, RATE_LIMITED, UNAUTHORIZED, ApiError, hex_value, status_of
 from .grid import parse_surplus
 from .metrics import CONTENT_TYPE_LATEST
@@ -466,9 +466,8 @@ class Api:
         """What verifying one transaction of a kind costs the network now, in Wh and as a fraction of the
         energy it moves (`wh`, default: the average the node has seen for that kind)."""
         kind = request.query.get("type")
-        kinds = sorted(set(BODY_NAMES.values()) | {"reading", "ocmf_reading", "vote"} | set(KIND_ALIASES))
-        if kind is None or kind not in kinds:
-            raise ApiError(BAD_REQUEST, f"type must be one of {', '.join(kinds)}")
+        if kind is None or kind not in QUOTE_KINDS:
+            raise ApiError(BAD_REQUEST, f"type must be one of {', '.join(QUOTE_KINDS)}")
         wh = _int_query(request, "wh", 0, 1, 10**15) if "wh" in request.query else None
         return ok(self.node.energy.quote(kind, self.node.validators(), wh))
 

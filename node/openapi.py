@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .accounting import QUOTE_KINDS
 from .views import OFFER_STATUSES, ORDER_STATUSES, TRADE_STATUSES
 
 INT = {"type": "integer"}
@@ -272,7 +273,7 @@ PATHS: dict[str, Any] = {
     "/energy/quote": {"get": _op("What verifying one transaction of a kind costs the network now: this node's "
                                  "measured cost per kind times the validating nodes, in Wh and as a fraction of "
                                  "the energy it moves", _json(_ref("EnergyQuote")),
-                                 [_param("type", "query", {"type": "string", "pattern": "^[a-z_]+$"},
+                                 [_param("type", "query", _enum(*QUOTE_KINDS),
                                          "transaction kind (transfer, reading, post_offer or offer, accept_offer or "
                                          "accept, deliver, place_order or order, vote, ...)", True),
                                   _param("wh", "query", LIMIT_MIN, "energy the transaction moves (default: the "
