@@ -468,3 +468,42 @@ def test_the_nodes_table_fits_80_columns() -> None:
     assert all(len(line.rstrip()) <= 80 for line in lines)
     (auth3,) = [line for line in lines if line.startswith("auth3")]
     assert "127.0.0.1:8704" in auth3 and "ababababab " in auth3 and "exited -9" in lines[-1]
+
+
+def test_the_view_and_summary_show_the_whole_energy_beside_hashing(devnet: Devnet) -> None:
+    """Every node's whole energy is summed over the run, across a node's restart, beside the hashing figure."""
+    from rich.console import Console
+
+    from devnet.run import DevnetRun, RunOptions
+    from devnet.view import render, summary_lines
+
+    run = DevnetRun(devnet, RunOptions(market=True))
+
+    def report(joules: float, since: int) -> dict[str, object]:
+        return {"energy_j": joules, "since_ms": since, "estimated": True,
+                "breakdown_j": {"signatures": joules / 2, "other": joules / 2},
+                "per_type": {"accept_offer": {"node_j": 0.36}, "deliver": {"node_j": 0.18}}, "overhead_j_per_tx": 0.0}
+
+    run._chain_base = {"hashing_j": 1.0, "settled_wh": 0.0}
+    run._node_energy_seen("auth0", report(100.0, 1))
+    run._node_energy_seen("auth1", report(50.0, 1))
+    run._node_energy_seen("auth0", report(400.0, 1))
+    run._node_energy_seen("auth1", report(80.0, 1))
+    run._node_energy_seen("auth1", report(20.0, 2))  # restarted: its 30 J before the restart are kept
+    run.energy = {"total": {"energy_j": 4.6, "hashes": 10}, "settled_wh": 2000, "minted_wh": 0}
+    whole = run.energy_summary()
+    assert whole["whole_kwh"] * 3.6e6 == pytest.approx(300 + 30 + 20)
+    assert whole["hashing_kwh"] * 3.6e6 == pytest.approx(3.6)
+    assert whole["whole_kwh_per_settled_kwh"] == pytest.approx(350 / 3.6e6 / 2)
+    assert whole["breakdown_j"] == pytest.approx({"signatures": 175, "other": 175})
+    assert whole["network_wh_per_tx"] == pytest.approx({"accept_offer": 0.72 / 3600, "deliver": 0.36 / 3600})
+    assert whole["estimated"] is True and set(whole["agents"]) == {"quote", "fixed"}
+    console = Console(width=100)
+    with console.capture() as cap:
+        console.print(render(run))
+    text = cap.get()
+    assert "ledger's whole energy, all nodes (estimated)" in text and "350.00 J" in text
+    assert "whole kWh per settled kWh" in text
+    lines = summary_lines({"simulator": run.sim.stats.to_json(), "chain": {}, "minted_wh_this_run": 0,
+                           "checks": {}, "energy": whole})
+    assert any(line.startswith("ledger energy (estimated): whole 350.0 J on 2 nodes") for line in lines), lines
