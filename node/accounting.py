@@ -289,6 +289,12 @@ class NodeEnergy:
             keys.add(own_key)
         return len(keys) + (1 if own_key is None else 0)
 
+    def totals(self) -> tuple[dict[str, float], bool]:
+        """(joules by category since the accounting started, estimated): for /metrics."""
+        seconds = self.snapshot_seconds()
+        j_per_s, estimated = self.joules_per_cpu_s(sum(seconds.values()))
+        return {c: seconds[c] * j_per_s for c in CATEGORIES}, estimated
+
     def report(self, validators: int, limit: int = 20) -> dict[str, Any]:
         """The node part of GET /energy."""
         seconds = self.snapshot_seconds()

@@ -481,6 +481,10 @@ class Api:
         node.metrics.surplus_w.set(snap["surplus_w"])
         if node.miner is not None:
             node.metrics.hash_rate.set(node.miner.hash_rate())
+        by_category, estimated = node.energy.totals()
+        for category, joules in by_category.items():
+            node.metrics.node_energy.labels(category).set(joules)
+        node.metrics.node_energy_estimated.set(1 if estimated else 0)
         resp = web.Response(body=node.metrics.render())
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp

@@ -169,6 +169,9 @@ def test_every_node_meters_its_whole_energy_and_quotes_verification(net: NodeNet
         assert quote["network_wh"] > 0 and quote["fraction"] is None  # a coin transfer moves no energy
         priced = get(node, "/energy/quote?type=reading&wh=1000")
         assert priced["fraction"] == pytest.approx(priced["network_wh"] / 1000)
+    metrics = get(net.authorities[0], "/metrics").decode()
+    assert re.search(r'^kwh_node_energy_joules\{category="signatures"\} [0-9.e+-]+$', metrics, re.M)
+    assert re.search(r"^kwh_node_energy_estimated [01]", metrics, re.M)
     code, data, _h = request(net.authorities[0], "GET", "/energy/quote?type=teleport")
     _error(code, data, 400, "bad_request")
     code, data, _h = request(net.authorities[0], "GET", "/energy/quote")
