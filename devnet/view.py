@@ -115,6 +115,8 @@ def render(run: DevnetRun) -> Group:
         e.add_row(f"ledger's whole energy, all nodes ({flag})", joules(whole["whole_kwh"] * 3.6e6))
         per_settled = whole["whole_kwh_per_settled_kwh"]
         e.add_row("whole kWh per settled kWh", f"{per_settled:.2e}" if per_settled else "-")
+        per_day = whole["whole_kwh_per_sim_day"]
+        e.add_row("whole energy per simulated day", joules(per_day * 3.6e6) if per_day else "-")
     if stats.reposts or stats.refusals or stats.node_failures:
         e.add_row("re-posted / refused / node failures",
                   f"{stats.reposts} / {sum(stats.refusals.values())} / {stats.node_failures}")

@@ -158,12 +158,13 @@ class KindCost:
             return None
         return (admit or 0.0) + (apply or 0.0)
 
-    def to_json(self, j_per_s: float) -> dict[str, Any]:
+    def to_json(self, j_per_s: float, validators: int) -> dict[str, Any]:
         node_s = self.node_s()
         return {"admitted": self.admitted, "applied": self.applied,
                 "admit_j": self.admit_s / self.admitted * j_per_s if self.admitted else None,
                 "apply_j": self.apply_s / self.applied * j_per_s if self.applied else None,
                 "node_j": node_s * j_per_s if node_s is not None else None,
+                "network_j": node_s * j_per_s * validators if node_s is not None else None,
                 "avg_wh": self.wh / self.admitted if self.admitted else None}
 
 
@@ -309,7 +310,7 @@ class NodeEnergy:
                 "blocks": list(self.blocks)[-limit:][::-1], "blocks_applied": self.blocks_applied,
                 "txs_applied": self.txs_applied, "validators": validators,
                 "overhead_j_per_tx": overhead_s * j_per_s,
-                "per_type": {k: c.to_json(j_per_s) for k, c in sorted(self.kinds.items())}}
+                "per_type": {k: c.to_json(j_per_s, validators) for k, c in sorted(self.kinds.items())}}
 
     def _overhead_s(self, seconds: dict[str, float]) -> float:
         """CPU seconds per transaction of running the ledger beyond the transactions' own checks: hashing,

@@ -131,7 +131,7 @@ SCHEMAS: dict[str, Any] = {
         "blocks_applied": INT, "txs_applied": INT, "validators": INT, "overhead_j_per_tx": NUM,
         "per_type": {"type": "object", "additionalProperties": _obj({
             "admitted": INT, "applied": INT, "admit_j": NUM_OR_NULL, "apply_j": NUM_OR_NULL,
-            "node_j": NUM_OR_NULL, "avg_wh": NUM_OR_NULL})}},
+            "node_j": NUM_OR_NULL, "network_j": NUM_OR_NULL, "avg_wh": NUM_OR_NULL})}},
         description="This node's whole energy (CPU time of every code path, measured with RAPL or estimated)"),
     "EnergyQuote": _obj({"type": STR, "validators": INT, "samples": INT, "estimated": BOOL,
                          "source": _enum("rapl", "cpu-time-estimate"), "node_j": NUM, "marginal_node_j": NUM,

@@ -90,6 +90,7 @@ def test_the_breakdown_adds_up_to_the_whole(energy: NodeEnergy, net: Net) -> Non
     assert per_type["transfer"]["applied"] == 60 and per_type["transfer"]["admitted"] == 3
     assert per_type["reading"]["applied"] == 3 and per_type["reading"]["avg_wh"] == pytest.approx(101)
     assert per_type["transfer"]["node_j"] > 0 and per_type["reading"]["node_j"] > 0
+    assert per_type["transfer"]["network_j"] == pytest.approx(4 * per_type["transfer"]["node_j"])
     assert report["txs_applied"] == 63 and report["blocks_applied"] == 3
 
 
