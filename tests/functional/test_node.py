@@ -148,9 +148,15 @@ def test_meter_readings_mint_wh_with_provenance(net: NodeNet) -> None:
 
 
 def test_every_node_meters_its_whole_energy_and_quotes_verification(net: NodeNet) -> None:
-    """After transfers and readings (tests above): each authority's /energy has its whole energy, a breakdown
-    that adds up, per-block figures and per-kind costs (votes too); /energy/quote prices a transfer for the
-    network of validating nodes."""
+    """After two transfers: each authority's /energy has its whole energy, a breakdown that adds up, per-block
+    figures and per-kind costs (votes too); /energy/quote prices a transfer for the network of validating nodes."""
+    sender = net.net.accounts[5]
+    nonce = get(net.authorities[0], f"/accounts/{sender.address_text}")["next_nonce"]
+    txs = [transfer(net.net, 5, net.net.accounts[4].address, COIN, nonce=nonce + i) for i in range(2)]
+    for tx in txs:
+        assert post_tx(net.authorities[0], tx)[0] == 200
+    wait_until(lambda: all(get(n, f"/tx/{t.txid.hex()}")["status"] == "included" for n in net.authorities
+                           for t in txs), 30, message="both transfers included on every authority")
     for node in net.authorities:
         energy = get(node, "/energy?limit=5")
         whole = energy["node"]
