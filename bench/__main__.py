@@ -117,7 +117,8 @@ def show(r: dict[str, Any]) -> None:
         if key in ("machine", "started", "quick"):
             continue
         target = TARGETS.get(key)
-        shown = f"{value:,.3f}" if isinstance(value, float) and value < 10 else (
+        shown = str(value) if isinstance(value, bool) else f"{value:.3g}" if isinstance(value, float) and \
+            0 < abs(value) < 0.01 else f"{value:,.3f}" if isinstance(value, float) and value < 10 else (
             f"{value:,.0f}" if isinstance(value, (int, float)) else str(value))
         mark = ""
         if target is not None and isinstance(value, (int, float)):
