@@ -282,7 +282,8 @@ class NodeEnergy:
         mj, estimated = self.meter.stop(self._token, cpu_s)
         return mj / 1000 / cpu_s, estimated
 
-    def validators(self, authorities: Iterable[bytes], peer_keys: Iterable[bytes | None],
+    @staticmethod
+    def validators(authorities: Iterable[bytes], peer_keys: Iterable[bytes | None],
                    own_key: bytes | None) -> int:
         """Nodes that validate every transaction: the authorities, the connected peers and this node."""
         keys = set(authorities) | {k for k in peer_keys if k is not None}
