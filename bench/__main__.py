@@ -115,6 +115,9 @@ def run(quick: bool, only: str = "") -> dict[str, Any]:
                                lambda x: x)
         r["reading_ingest_per_s"] = ingest
         r["reading_ingest_ratio"] = ratio
+    with console.status("energy per transfer and per reading (one node)"):
+        from bench import energy as energy_bench
+        r.update(energy_bench.run(blocks))
     with console.status("ocmf_ingest"):
         from bench import ocmf as ocmf_bench
         ratio, ingest = paired(lambda: ocmf_bench.raw_ocmf_verify(n_raw // 2, 2),
@@ -141,7 +144,8 @@ def show(r: dict[str, Any]) -> None:
         if key in ("machine", "started", "quick"):
             continue
         target = TARGETS.get(key)
-        shown = f"{value:,.3f}" if isinstance(value, float) and value < 10 else (
+        shown = str(value) if isinstance(value, bool) else f"{value:.3g}" if isinstance(value, float) and \
+            0 < abs(value) < 0.01 else f"{value:,.3f}" if isinstance(value, float) and value < 10 else (
             f"{value:,.0f}" if isinstance(value, (int, float)) else str(value))
         mark = ""
         if target is not None and isinstance(value, (int, float)):
@@ -155,6 +159,14 @@ def show(r: dict[str, Any]) -> None:
             mark = f"< {limit}  {'ok' if value < limit else 'MISSED'}"
         table.add_row(key, shown, mark)
     Console().print(table)
+    if "energy_j_per_transfer" in r:
+        how = "estimated: CPU time x watts per core" if r["energy_per_tx_estimated"] else "measured: RAPL"
+        ref = r["reference_kwh_per_tx"]
+        Console().print(f"one node admits and applies a transfer for {r['energy_j_per_transfer'] * 1000:.2f} mJ "
+                        f"({r['energy_kwh_per_transfer']:.2e} kWh) and a reading for "
+                        f"{r['energy_j_per_reading'] * 1000:.2f} mJ ({how}); for scale, published estimates per "
+                        f"transaction: Bitcoin {ref['bitcoin_low']:,.0f}-{ref['bitcoin_high']:,.0f} kWh, Ethereum "
+                        f"after proof of stake about {ref['ethereum_pos']} kWh")
     Console().print(f"machine: {r['machine']}")
 
 

@@ -146,10 +146,11 @@ def reading_ingest(blocks: int, meters: int = 200) -> float:
     mkeys = [MeterKey.generate() for _ in range(meters)]
     owners = [AccountKey.generate() for _ in range(50)]
     auth = AccountKey.generate()
+    first = GENESIS_MS // 1000 + 399 * 86400  # a day before genesis: installed before enrolled
     genesis = Genesis(CHAIN_ID, GENESIS_MS + 400 * 86400 * 1000, (auth.public,), min_difficulty=1,
-                      meters=tuple(GenesisMeter(m.public, owners[i % 50].address, "both", 20_000, 900, "solar")
-                                   for i, m in enumerate(mkeys)))
-    states = [MeterState(m, GENESIS_MS // 1000) for m in mkeys]
+                      meters=tuple(GenesisMeter(m.public, owners[i % 50].address, "both", 20_000, 900, "solar",
+                                                first_start=first) for i, m in enumerate(mkeys)))
+    states = [MeterState(m, first) for m in mkeys]
 
     builder, bpath = _fresh_chain(type("N", (), {"genesis": genesis})())
     target, tpath = _fresh_chain(type("N", (), {"genesis": genesis})())

@@ -11,6 +11,13 @@ Roles (from the wallet's meter, devnet/genesis.py):
   * traders buy on offers and the book and resell with a markup, and sometimes hand Wh to a consumer.
 Agents cancel offers nobody took and orders that rested too long.
 
+Consumers buy in one of two ways, alternately (the 1st, 3rd, ... consumer and the 2nd, 4th, ...), so a run
+compares them: "quote" consumers ask a node what verifying a purchase costs the network (GET /energy/quote
+for the accept and the delivery) and buy enough per trade that the verification stays below
+MAX_VERIFY_SHARE of the energy bought (bigger trades when verification is dear relative to the energy,
+buying ahead of their need); "fixed" consumers buy FIXED_TRADE_WH at a time. `verification_shares` says what
+share of the energy each kind bought went to verifying its purchases.
+
 Agents trade only with each other and only at sane prices: they never accept an offer, or place an order
 that would fill against one, from a wallet that is not an agent (the `person-NN` wallets are for people and
 stay untouched), and they accept offers and cross the book only at prices within PRICE_BAND of the market
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -45,6 +53,12 @@ log = logging.getLogger("devnet.market")
 BASE_PRICE_PER_WH = 25 * COIN // 1000  # 25 coin per kWh
 PRICE_BAND = (0.5, 1.3)  # agents buy only between these multiples of the market price
 AGENT_ROLES = ("producer", "consumer", "prosumer", "trader")
+FIXED_TRADE_WH = 100  # what a "fixed" consumer buys per trade
+MAX_TRADE_WH = 3000  # the most any agent prepays in one trade
+MAX_VERIFY_SHARE = 1e-7  # a "quote" consumer keeps verification below this share of the energy it buys
+PURCHASE_KINDS = ("accept_offer", "deliver")  # the transactions one prepaid purchase takes
+BUY_STRATEGIES = ("quote", "fixed")
+QUOTE_EVERY_S = 5.0
 PARTIAL_DELIVERY_EVERY = 4  # one trade in four is delivered only half (the buyer is refunded the rest)
 BODY_KIND = {PostOffer: "post_offer", AcceptOffer: "accept_offer", Deliver: "deliver", CancelOffer: "cancel_offer",
              PlaceOrder: "place_order", CancelOrder: "cancel_order", Redeem: "redeem", TransferWh: "transfer_wh"}
@@ -61,6 +75,7 @@ class Agent:
     stuck_ticks: int = 0
     trades_seen: int = 0
     partial: dict[str, bool] = field(default_factory=dict)  # trade id -> deliver only half
+    strategy: str = ""  # consumers: "quote" or "fixed" (how much to buy per trade); others: ""
 
     @property
     def address(self) -> str:
@@ -101,6 +116,34 @@ class View:
     trades: list[dict[str, Any]]
     buys: list[dict[str, Any]]
     sells: list[dict[str, Any]]
+    purchase_quote_wh: float | None = None  # network Wh to verify one purchase (accept + delivery), now
+
+
+def quote_trade_wh(purchase_quote_wh: float | None, max_share: float = MAX_VERIFY_SHARE) -> int:
+    """How much a "quote" consumer buys per trade: enough that verifying the purchase costs at most
+    `max_share` of the energy bought, between FIXED_TRADE_WH and MAX_TRADE_WH (FIXED_TRADE_WH while no quote
+    is known)."""
+    if purchase_quote_wh is None or purchase_quote_wh <= 0:
+        return FIXED_TRADE_WH
+    return max(FIXED_TRADE_WH, min(MAX_TRADE_WH, math.ceil(round(purchase_quote_wh / max_share, 6))))
+
+
+def verification_shares(trades: list[dict[str, Any]], strategies: dict[str, str],
+                        cost_wh: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Per buying strategy: prepaid trades, Wh delivered, network Wh spent verifying them (the accept, and a
+    delivery if any was made, at `cost_wh` per kind) and that as a share of the Wh bought."""
+    out = {name: {"trades": 0, "bought_wh": 0, "verify_wh": 0.0, "share": None} for name in BUY_STRATEGIES}
+    for t in trades:
+        strategy = strategies.get(t["buyer"])
+        if strategy not in out:
+            continue
+        row = out[strategy]
+        row["trades"] += 1
+        row["bought_wh"] += int(t["delivered"])
+        row["verify_wh"] += cost_wh.get("accept_offer", 0.0) + (cost_wh.get("deliver", 0.0) if t["delivered"] else 0.0)
+    for row in out.values():
+        row["share"] = row["verify_wh"] / row["bought_wh"] if row["bought_wh"] else None
+    return out
 
 
 class Market:
@@ -119,15 +162,21 @@ class Market:
         homes = {m.owner_wallet: m.home for m in devnet.meters}
         names = [n.name for n in devnet.nodes]
         self.agents = []
+        consumers = 0
         for i, w in enumerate(w for w in devnet.wallets if w.role in AGENT_ROLES):
             home = names.index(homes[w.name]) if homes.get(w.name) in names else i % len(names)
+            strategy = ""
+            if w.role == "consumer":
+                strategy = BUY_STRATEGIES[consumers % len(BUY_STRATEGIES)]
+                consumers += 1
             self.agents.append(Agent(w.name, w.role, devnet.wallet_key(w.name), home,
-                                     random.Random(f"{seed}/{w.name}")))
+                                     random.Random(f"{seed}/{w.name}"), strategy=strategy))
         self.consumers = [a.address for a in self.agents if a.role == "consumer"]
         self.agent_addresses = frozenset(a.address for a in self.agents)
         self.stats = MarketStats()
         self.trading = True
         self._rng = random.Random(f"{seed}/market")
+        self._quote: tuple[float, float] | None = None  # (valid until, network Wh per purchase)
 
     def stop_trading(self) -> None:
         """No new offers, orders or trades from now on; sellers still deliver into open trades and
@@ -151,7 +200,34 @@ class Market:
         offers = (await self.pool.get_ok("/market/offers?status=open"))["offers"]
         trades = (await self.pool.get_ok("/trades?status=open"))["trades"]
         book = await self.pool.get_ok("/market/orderbook")
-        return View(time.time(), int(status["height"]), offers, trades, book["buys"], book["sells"])
+        return View(time.time(), int(status["height"]), offers, trades, book["buys"], book["sells"],
+                    await self._purchase_quote())
+
+    async def _purchase_quote(self) -> float | None:
+        """What verifying one purchase (its accept and its delivery) costs the network now, in Wh (asked
+        every QUOTE_EVERY_S at most: it moves slowly)."""
+        if self._quote is not None and time.monotonic() < self._quote[0]:
+            return self._quote[1]
+        total = await self._ask_quote()
+        if total is not None:
+            self._quote = (time.monotonic() + QUOTE_EVERY_S, total)
+        return total
+
+    async def _ask_quote(self) -> float | None:
+        total = 0.0
+        for kind in PURCHASE_KINDS:
+            try:
+                quote = await self.pool.get_ok(f"/energy/quote?type={kind}")
+            except NodeUnavailable:
+                return None
+            if not isinstance(quote, dict) or not isinstance(quote.get("network_wh"), (int, float)):
+                return None
+            total += float(quote["network_wh"])
+        return total
+
+    def strategies(self) -> dict[str, str]:
+        """Buyer address -> buying strategy, for `verification_shares`."""
+        return {a.address: a.strategy for a in self.agents if a.strategy}
 
     async def tick(self) -> None:
         view = await self._view()
@@ -274,9 +350,18 @@ class Market:
                              and o["seller"] in self.agent_addresses and self.fair(o["price_per_wh"])
                              and o["window_end"] > view.now + 4 * self.block_interval_s + 2),
                             key=lambda o: (o["price_per_wh"], rng.random()))
+            if agent.strategy == "quote" and need > 50 and offers:
+                size = quote_trade_wh(view.purchase_quote_wh)
+                big = [o for o in offers if o["remaining"] >= size]  # one verified purchase, not several
+                offers = big or sorted(offers, key=lambda o: -o["remaining"])
             if need > 50 and offers:
                 o = offers[0]
-                amount = min(o["remaining"], need, 3000)
+                if agent.strategy == "quote":
+                    amount = min(o["remaining"], quote_trade_wh(view.purchase_quote_wh))  # may buy ahead of need
+                elif agent.strategy == "fixed":
+                    amount = min(o["remaining"], FIXED_TRADE_WH)
+                else:
+                    amount = min(o["remaining"], need, MAX_TRADE_WH)
                 if amount * o["price_per_wh"] + 4 * fee <= coin:
                     out.append(AcceptOffer(bytes.fromhex(o["offer_id"]), amount))
                     o["remaining"] -= amount  # the view is shared: the next buyer this tick sees what is left

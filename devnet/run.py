@@ -21,7 +21,7 @@ from ledger.keys import parse_address
 from node.keyfile import write_private
 
 from .layout import Devnet
-from .market import Market
+from .market import PURCHASE_KINDS, Market, verification_shares
 from .meters import SimClock
 from .nodes import Supervisor
 from .ocmf import OcmfFleet
@@ -29,6 +29,7 @@ from .simulator import Simulator
 from .tamper import EXPECTED
 
 log = logging.getLogger("devnet.run")
+NODE_ENERGY_EVERY_S = 5.0  # how often the monitor asks every node for its whole energy
 
 
 def sim_start(devnet: Devnet, history_s: float | None, now: float | None = None) -> float:
@@ -78,6 +79,11 @@ class DevnetRun:
         self.nodes: list[dict[str, Any]] = [{"name": n.name, "role": n.role, "url": n.url, "up": False}
                                             for n in devnet.nodes]
         self.energy: dict[str, Any] = {}
+        self.node_energy: dict[str, dict[str, Any]] = {}  # node name -> its whole energy (GET /energy "node")
+        self._energy_runs: dict[str, dict[str, Any]] = {}  # node name -> its energy over this run (restarts too)
+        self._chain_base: dict[str, float] | None = None  # hashing J and settled Wh at the first poll
+        self.trade_list: list[dict[str, Any]] = []
+        self._next_node_energy = 0.0
         self.trades: Counter[str] = Counter()
         self.phase = "starting"
         self.started = time.time()
@@ -91,6 +97,9 @@ class DevnetRun:
     # monitor --------------------------------------------------------------------------------------
     async def poll(self) -> None:
         """Refresh what the view shows: every node's status, the chain's energy and trades."""
+        energy_due = time.monotonic() >= self._next_node_energy or self.phase == "stopped"
+        if energy_due:
+            self._next_node_energy = time.monotonic() + NODE_ENERGY_EVERY_S
         async def one(i: int) -> dict[str, Any]:
             base = {"name": self.devnet.nodes[i].name, "role": self.devnet.nodes[i].role, "url": self.pool.urls[i]}
             try:
@@ -100,6 +109,13 @@ class DevnetRun:
             if status != 200 or not isinstance(data, dict):
                 return dict(base, up=False)
             peers = data.get("peers") or []
+            if energy_due:  # every node's whole energy, now and then (it only grows) and at the end
+                try:
+                    code, energy = await self.status_pool.call(i, "GET", "/energy?limit=1")
+                    if code == 200 and isinstance(energy, dict) and isinstance(energy.get("node"), dict):
+                        self._node_energy_seen(base["name"], energy["node"])
+                except NodeUnavailable:
+                    pass
             return dict(base, up=True, height=data.get("height"), head=data.get("head"),
                         finalized=data.get("finalized_height"),
                         mempool=data.get("mempool"), syncing=data.get("syncing"),
@@ -112,6 +128,9 @@ class DevnetRun:
                 row["exit"] = p.returncode if p.proc is not None and not p.alive else None
         try:
             self.energy = await self.status_pool.get_ok("/energy?limit=1")
+            if self._chain_base is None:
+                self._chain_base = {"hashing_j": float(self.energy["total"]["energy_j"]),
+                                    "settled_wh": float(self.energy["settled_wh"])}
             if self.market is not None:
                 # open and delivered trades are few; the settled ones only grow: count them now and then
                 full = time.monotonic() >= self._next_full_trades or self.phase == "stopped"
@@ -119,6 +138,8 @@ class DevnetRun:
                 if not full:
                     trades += (await self.status_pool.get_ok("/trades?status=delivered"))["trades"]
                 counts = Counter(t["status"] for t in trades)
+                if full:
+                    self.trade_list = trades
                 if not full:
                     counts["settled"] = self.trades.get("settled", 0)
                 else:
@@ -171,6 +192,55 @@ class DevnetRun:
         log.warning("not every node is connected to every other after %.0f s: %s", timeout,
                     [(n["name"], n.get("peers")) for n in self.nodes])
         return False
+
+    def _node_energy_seen(self, name: str, report: dict[str, Any]) -> None:
+        """Keep each node's whole energy over this run: from the first poll on, across restarts (a restarted
+        node counts from zero again, `since_ms` tells it apart)."""
+        self.node_energy[name] = report
+        now = {"energy_j": float(report["energy_j"]), **{k: float(v) for k, v in report["breakdown_j"].items()}}
+        run = self._energy_runs.get(name)
+        if run is None:
+            self._energy_runs[name] = {"since": report["since_ms"], "start": now, "ended": {}, "last": now}
+            return
+        if report["since_ms"] != run["since"]:  # a new process: keep what the old one spent, count from zero
+            run["ended"] = {k: run["ended"].get(k, 0.0) + v - run["start"].get(k, 0.0) for k, v in run["last"].items()}
+            run["since"], run["start"] = report["since_ms"], {}
+        run["last"] = now
+
+    def energy_summary(self) -> dict[str, Any]:
+        """The ledger's whole energy (every node's, summed) beside the hashing-only figure, per settled kWh and
+        per simulated day, and what share of the energy each buying strategy bought went to verifying it."""
+        spent: dict[str, float] = {}
+        for run in self._energy_runs.values():
+            for k, v in run["last"].items():
+                spent[k] = spent.get(k, 0.0) + run["ended"].get(k, 0.0) + v - run["start"].get(k, 0.0)
+        whole_j = spent.pop("energy_j", 0.0)
+        base = self._chain_base or {"hashing_j": 0.0, "settled_wh": 0.0}
+        total = self.energy.get("total") or {}
+        hashing_j = float(total.get("energy_j", 0.0)) - base["hashing_j"]
+        settled_kwh = (float(self.energy.get("settled_wh") or 0) - base["settled_wh"]) / 1000
+        stats = self.sim.stats
+        sim_days = max(0.0, (stats.sim_now or self.clock.start_s) - self.clock.start_s) / 86400
+        whole_kwh, hashing_kwh = whole_j / 3.6e6, hashing_j / 3.6e6
+        reports = list(self.node_energy.values())
+        cost_wh: dict[str, float] = {}  # network Wh per transaction: each node's own cost, summed
+        for r in reports:
+            for kind, c in r.get("per_type", {}).items():
+                if c.get("node_j") is not None:
+                    cost_wh[kind] = cost_wh.get(kind, 0.0) + (c["node_j"] + r.get("overhead_j_per_tx", 0.0)) / 3600
+        return {
+            "nodes_j": {name: round(r["energy_j"], 3) for name, r in self.node_energy.items()},
+            "estimated": any(r.get("estimated", True) for r in reports) if reports else None,
+            "whole_kwh": whole_kwh, "hashing_kwh": hashing_kwh, "settled_kwh": settled_kwh,
+            "whole_kwh_per_settled_kwh": whole_kwh / settled_kwh if settled_kwh > 0 else None,
+            "hashing_kwh_per_settled_kwh": hashing_kwh / settled_kwh if settled_kwh > 0 else None,
+            "sim_days": sim_days,
+            "whole_kwh_per_sim_day": whole_kwh / sim_days if sim_days > 0 else None,
+            "settled_kwh_per_sim_day": settled_kwh / sim_days if sim_days > 0 else None,
+            "breakdown_j": spent, "network_wh_per_tx": cost_wh,
+            "agents": verification_shares(self.trade_list, self.market.strategies(), cost_wh)
+            if self.market is not None else None,
+        }
 
     # run ------------------------------------------------------------------------------------------
     def _time_up(self) -> bool:
@@ -337,6 +407,7 @@ class DevnetRun:
             | {"energy_kwh": (self.energy.get("total") or {}).get("energy_kwh"),
                "hashes": (self.energy.get("total") or {}).get("hashes")},
             "minted_wh_this_run": minted_since,
+            "energy": self.energy_summary(),
             "simulator": stats.to_json(),
             "meters": self.sim.per_meter(),
             "market": self.market.stats.to_json() if self.market is not None else None,

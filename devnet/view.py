@@ -122,6 +122,14 @@ def render(run: DevnetRun) -> Group:
     e.add_row("ledger's own hashing energy", joules(total.get("energy_j")) + f" ({total.get('hashes', 0):,} hashes)"
               if total else "-")
     e.add_row("hashing kWh per settled kWh", f"{ratio:.2e}" if ratio else "-")
+    if run.node_energy:
+        whole = run.energy_summary()
+        flag = "estimated" if whole["estimated"] else "measured"
+        e.add_row(f"ledger's whole energy, all nodes ({flag})", joules(whole["whole_kwh"] * 3.6e6))
+        per_settled = whole["whole_kwh_per_settled_kwh"]
+        e.add_row("whole kWh per settled kWh", f"{per_settled:.2e}" if per_settled else "-")
+        per_day = whole["whole_kwh_per_sim_day"]
+        e.add_row("whole energy per simulated day", joules(per_day * 3.6e6) if per_day else "-")
     if stats.reposts or stats.refusals or stats.node_failures:
         e.add_row("re-posted / refused / node failures",
                   f"{stats.reposts} / {sum(stats.refusals.values())} / {stats.node_failures}")
@@ -173,6 +181,22 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         accepted = ", ".join(f"{k} {v}" for k, v in sorted(summary["market"]["accepted"].items())) or "none"
         trades = ", ".join(f"{k} {v}" for k, v in sorted(summary["trades"].items())) or "none"
         lines.append(f"market: txs accepted {accepted}; trades {trades}")
+    energy = summary.get("energy") or {}
+    if energy.get("nodes_j"):
+        def ratio(v: float | None) -> str:
+            return f"{v:.2e}" if v else "-"
+        flag = "estimated" if energy.get("estimated") else "measured"
+        per_day = energy.get("whole_kwh_per_sim_day")
+        lines.append(f"ledger energy ({flag}): whole {energy['whole_kwh'] * 3.6e6:.1f} J on "
+                     f"{len(energy['nodes_j'])} nodes, hashing {energy['hashing_kwh'] * 3.6e6:.3g} J; per settled "
+                     f"kWh: whole {ratio(energy.get('whole_kwh_per_settled_kwh'))}, hashing "
+                     f"{ratio(energy.get('hashing_kwh_per_settled_kwh'))}"
+                     + (f"; {per_day:.3g} kWh per simulated day" if per_day else ""))
+        agents = energy.get("agents") or {}
+        if agents:
+            lines.append("verification share of the energy bought: " + ", ".join(
+                f"{name} buyers {ratio(a['share'])} ({a['trades']} trades, {a['bought_wh']} Wh)"
+                for name, a in agents.items()))
     agreement = summary.get("agreement") or {}
     if agreement.get("height") is not None:
         lines.append(f"nodes at height {agreement['height']}: "

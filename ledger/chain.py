@@ -168,6 +168,9 @@ class Chain:
         self.kv = kv
         self.genesis = genesis
         self.verifier = verifier
+        # Told the phase of a block import ("signatures", "transition", "storage") so a node can meter each;
+        # a few calls per block, never per transaction. The ledger itself reads no clock.
+        self.on_phase: Callable[[str], None] | None = None
         digest = genesis_digest(genesis)
         stored = kv.get(b"g")
         if stored is None:
@@ -388,10 +391,15 @@ class Chain:
             return ImportResult("head", bh, block.height, applied=[block])
         if heavier:  # journal: a crash before the head gets there resumes the move on reopen
             writes[K_TARGET] = encode([bh, self.head_hash])
+        self._phase("storage")
         self.kv.write(writes, sync=durable)
         if not heavier:
             return ImportResult("side", bh, block.height)
         return self._move_head(bh)
+
+    def _phase(self, name: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(name)
 
     def _record_proposal(self, block: Block, writes: dict[bytes, bytes | None]) -> None:
         """Remember who proposed at which height; a second, different block is equivocation evidence.
@@ -530,7 +538,9 @@ class Chain:
                 raise Rejected(E.NOT_PROPOSER, "proposer is not an authority in the parent's state")
             if not meta.turn_checked:  # its header was checked on a parent not applied then: check it now
                 self._check_turn(block.header, parent)
+            self._phase("signatures")
             verified = self.verifier(block.txs, self._meter_key)
+            self._phase("transition")
             for i, tx in enumerate(block.txs):
                 try:
                     tr.apply(tx, verified=tx.txid in verified)
@@ -544,6 +554,7 @@ class Chain:
             raise Rejected(E.BLOCK_FAILED, f"applying the block raised {exc!r}"[:300]) from None
         if root_of(st.accumulator) != block.header.state_root:
             raise Rejected(E.BAD_STATE_ROOT, "state root does not match the header")
+        self._phase("storage")
         ctx = tr.ctx
         self._record_finality(meta, st, writes)
         for tx in block.txs:

@@ -22,6 +22,7 @@ from ledger.errors import Rejected
 from ledger.keys import parse_address
 from ledger.tx import MAX_TX_BYTES, decode_tx
 
+from .accounting import QUOTE_KINDS
 from .codes import BAD_REQUEST, INTERNAL, NOT_FOUND, RATE_LIMITED, UNAUTHORIZED, ApiError, hex_value, status_of
 from .dashboard import add_dashboard
 from .grid import parse_surplus
@@ -73,6 +74,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/trades", "trades"),
     ("GET", "/trades/{trade_id}", "trade"),
     ("GET", "/energy", "energy"),
+    ("GET", "/energy/quote", "energy_quote"),
     ("GET", "/evidence", "evidence"),
     ("GET", "/authorities", "authorities"),
     ("GET", "/metrics", "metrics"),
@@ -178,7 +180,8 @@ class Api:
         return [(method, path, getattr(self, name)) for method, path, name in ROUTES]
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BLOCK_BODY, middlewares=[self._errors, self._rate_limit])
+        app = web.Application(client_max_size=MAX_BLOCK_BODY, middlewares=[self._metered, self._errors,
+                                                                                self._rate_limit])
         for method, path, handler in self.routes():
             app.router.add_route(method, path, handler)
         add_dashboard(app, self.node)  # the browser dashboard at / (node/dashboard.py)
@@ -207,6 +210,18 @@ class Api:
         except Exception as exc:  # noqa: BLE001 - a bug must not take the node down; log it loudly
             self.log.error("request_failed", method=request.method, path=request.path, error=repr(exc))
             return error_response(INTERNAL, "internal error (logged)", 500)
+
+    @web.middleware
+    async def _metered(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The CPU time of serving a request counts as API serving, or peer traffic on /peer/* routes
+        (node/accounting.py); what the handler does in timed sections (admission, import) counts there."""
+        category = "peer" if request.path.startswith("/peer/") else "api"
+        timeline = self.node.energy.timeline
+        timeline.request_started(category)
+        try:
+            return await handler(request)
+        finally:
+            timeline.request_ended(category)
 
     @web.middleware
     async def _rate_limit(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -472,7 +487,17 @@ class Api:
                    "minted_wh": g.minted_wh, "settled_wh": g.settled_wh, "redeemed_wh": g.redeemed_wh,
                    "consumed_wh": g.consumed_wh,
                    "ledger_kwh_per_settled_kwh": energy_kwh / settled_kwh if settled_kwh else None,
-                   "grid": self.node.grid_snapshot()})
+                   "grid": self.node.grid_snapshot(),
+                   "node": self.node.energy.report(self.node.validators(), limit)})
+
+    async def energy_quote(self, request: web.Request) -> web.Response:
+        """What verifying one transaction of a kind costs the network now, in Wh and as a fraction of the
+        energy it moves (`wh`, default: the average the node has seen for that kind)."""
+        kind = request.query.get("type")
+        if kind is None or kind not in QUOTE_KINDS:
+            raise ApiError(BAD_REQUEST, f"type must be one of {', '.join(QUOTE_KINDS)}")
+        wh = _int_query(request, "wh", 0, 1, 10**15) if "wh" in request.query else None
+        return ok(self.node.energy.quote(kind, self.node.validators(), wh))
 
     async def metrics(self, request: web.Request) -> web.Response:
         node = self.node
@@ -484,6 +509,10 @@ class Api:
         node.metrics.surplus_w.set(snap["surplus_w"])
         if node.miner is not None:
             node.metrics.hash_rate.set(node.miner.hash_rate())
+        by_category, estimated = node.energy.totals()
+        for category, joules in by_category.items():
+            node.metrics.node_energy.labels(category).set(joules)
+        node.metrics.node_energy_estimated.set(1 if estimated else 0)
         resp = web.Response(body=node.metrics.render())
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp

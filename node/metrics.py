@@ -48,5 +48,11 @@ class Metrics:
         self.escrow_coin = Gauge("kwh_escrow_coin_units", "Coin (base units) held in escrow by open trades: "
                                  "prepaid, not yet released or refunded", registry=r)
 
+        self.node_energy = Gauge("kwh_node_energy_joules", "This node's whole energy since it started, by what it "
+                                 "was spent on (signatures, transition, storage, hashing, peer, api, other)",
+                                 ["category"], registry=r)
+        self.node_energy_estimated = Gauge("kwh_node_energy_estimated", "1: the node's energy is CPU time x watts "
+                                           "per core; 0: measured with RAPL", registry=r)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,12 +8,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .accounting import QUOTE_KINDS
 from .views import OFFER_STATUSES, ORDER_STATUSES, TRADE_STATUSES
 
 INT = {"type": "integer"}
 NUM = {"type": "number"}
 STR = {"type": "string"}
 BOOL = {"type": "boolean"}
+NUM_OR_NULL = {"type": "number", "nullable": True}
 HEX = {"type": "string", "pattern": "^[0-9a-f]*$", "description": "lowercase hex"}
 ADDR = {"type": "string", "pattern": "^kwh[0-9a-f]{48}$", "description": "account address with checksum"}
 
@@ -122,7 +124,29 @@ SCHEMAS: dict[str, Any] = {
                                                             "difficulty"])},
         "total": _obj({"blocks": INT, "hashes": INT, "energy_j": NUM, "energy_kwh": NUM}),
         "minted_wh": INT, "settled_wh": INT, "redeemed_wh": INT, "consumed_wh": INT,
-        "ledger_kwh_per_settled_kwh": {"type": "number", "nullable": True}, "grid": _ref("Grid")}),
+        "ledger_kwh_per_settled_kwh": {"type": "number", "nullable": True}, "grid": _ref("Grid"),
+        "node": _ref("NodeEnergy")}, required=["blocks", "total", "minted_wh", "settled_wh", "redeemed_wh",
+                                               "consumed_wh", "ledger_kwh_per_settled_kwh", "grid"]),
+    "NodeEnergy": _obj({
+        "energy_j": NUM, "energy_kwh": NUM, "cpu_s": NUM, "estimated": BOOL,
+        "source": _enum("rapl", "cpu-time-estimate"), "watts_per_core": NUM, "j_per_cpu_s": NUM, "since_ms": INT,
+        "breakdown_j": {"type": "object", "additionalProperties": NUM,
+                        "description": "signatures, transition, storage, hashing, peer, api, other: adds up to "
+                                       "energy_j"},
+        "breakdown_cpu_s": {"type": "object", "additionalProperties": NUM},
+        "signature_check_s": {"type": "object", "additionalProperties": NUM},
+        "blocks": {"type": "array", "items": _obj({"height": INT, "hash": HEX, "txs": INT, "energy_j": NUM,
+                                                   "estimated": BOOL,
+                                                   "breakdown_j": {"type": "object", "additionalProperties": NUM}})},
+        "blocks_applied": INT, "txs_applied": INT, "validators": INT, "overhead_j_per_tx": NUM,
+        "per_type": {"type": "object", "additionalProperties": _obj({
+            "admitted": INT, "applied": INT, "admit_j": NUM_OR_NULL, "apply_j": NUM_OR_NULL,
+            "node_j": NUM_OR_NULL, "network_j": NUM_OR_NULL, "avg_wh": NUM_OR_NULL})}},
+        description="This node's whole energy (CPU time of every code path, measured with RAPL or estimated)"),
+    "EnergyQuote": _obj({"type": STR, "validators": INT, "samples": INT, "estimated": BOOL,
+                         "source": _enum("rapl", "cpu-time-estimate"), "node_j": NUM, "marginal_node_j": NUM,
+                         "overhead_node_j": NUM, "network_wh": NUM, "marginal_network_wh": NUM,
+                         "wh_moved": NUM_OR_NULL, "fraction": NUM_OR_NULL}),
     "Evidence": _obj({"proposer": HEX, "height": INT, "blocks": {"type": "array", "items": HEX}}),
     "VoteEvidence": _obj({"voter": HEX, "target_height": INT,
                           "kind": {"type": "string", "enum": ["double_vote", "surround_vote"]},
@@ -277,6 +301,15 @@ PATHS: dict[str, Any] = {
                            [_param("limit", "query", LIMIT_MIN, "recent blocks, at most 100, more is capped "
                                                                 "(default 20)", False)],
                            tags=["energy"])},
+    "/energy/quote": {"get": _op("What verifying one transaction of a kind costs the network now: this node's "
+                                 "measured cost per kind times the validating nodes, in Wh and as a fraction of "
+                                 "the energy it moves", _json(_ref("EnergyQuote")),
+                                 [_param("type", "query", _enum(*QUOTE_KINDS),
+                                         "transaction kind (transfer, reading, post_offer or offer, accept_offer or "
+                                         "accept, deliver, place_order or order, vote, ...)", True),
+                                  _param("wh", "query", LIMIT_MIN, "energy the transaction moves (default: the "
+                                                                   "average seen for that kind)", False)],
+                                 tags=["energy"])},
     "/evidence": {"get": _op("Equivocation evidence: an authority that signed two blocks at one height, or "
                              "two conflicting finality votes (double or surround)",
                              _json(_obj({"evidence": {"type": "array", "items": _ref("Evidence")},

@@ -98,7 +98,8 @@ class Producer:
             timestamp = max(earliest, now_ms())
             difficulty = node.grid.difficulty(node.miner.hash_rate())
             candidates = itertools.chain(node.votes.select(), node.mempool.select())  # votes first: finality
-            header, included, rejected = chain.build_block(candidates, timestamp, self.key, difficulty)
+            with node.energy.section("transition"):  # executing the candidates to know the state root
+                header, included, rejected = chain.build_block(candidates, timestamp, self.key, difficulty)
             for tx, exc in rejected:
                 if isinstance(tx, Vote):
                     node.votes.drop(tx.txid)

@@ -21,6 +21,7 @@ from ledger.keys import AccountKey
 from ledger.store import LevelKV
 from ledger.tx import Tx, Vote
 
+from .accounting import NodeEnergy
 from .config import Config
 from .finality import VotePool, Voter
 from .grid import GridPolicy, GridSignalFile
@@ -108,6 +109,10 @@ class Node:
         self._pruned_to = self.chain.undo_floor()
         self.voter = Voter(self.chain, self.key) if self.key is not None else None
         self.metrics = Metrics()
+        # the node's whole energy (node/accounting.py): every code path below reports what it spends
+        self.energy = NodeEnergy(config.watts_per_core)
+        self.energy.signature_pids = frozenset(getattr(self.verifier, "pids", lambda: ())())
+        self.chain.on_phase = self.energy.phase
         self._update_members()
         self.grid = GridPolicy(params.min_difficulty, params.block_interval_ms, config.power_cap_w,
                                config.watts_per_core, cores=config.mine_workers)
@@ -147,6 +152,8 @@ class Node:
                 self.log.warning("miner_calibration_failed", error=repr(exc))
             from .producer import Producer
             self.producer = Producer(self)
+        from .accounting import meter_tasks
+        meter_tasks(asyncio.get_running_loop(), self.energy.timeline, {"PeerManager.": "peer"})
         await self.peers.start()
         if self.producer is not None:
             self._spawn(self.producer.run(), "producer")
@@ -232,11 +239,15 @@ class Node:
         """Import a block from anywhere; raises Rejected. New blocks are gossiped to the other peers.
         `durable=False` (catch-up sync, all but a batch's last block) skips the fsync: see Chain.import_block."""
         async with self.lock:
+            metering = self.energy.import_started()
+            inline = self.verifier is inline_verifier
             try:
                 result = self.chain.import_block(block, now_ms(), durable=durable)
             except Rejected as exc:
+                self.energy.import_ended(metering, (), inline)
                 self.metrics.blocks_rejected.labels(exc.reason).inc()
                 raise
+            self.energy.import_ended(metering, result.applied if result.status != "known" else (), inline)
             self._after_import(block, result, quiet)
         self.seen_blocks.add(block.hash)
         if gossip and result.status != "known":
@@ -260,6 +271,7 @@ class Node:
         self._prune()
         self._update_members()
         self._update_gauges()
+        self.energy.block_recorded(result.height, result.block_hash, len(block.txs))
         self._head_changed()
         self._vote()
         if result.status == "reorg":
@@ -313,7 +325,23 @@ class Node:
     # transactions ---------------------------------------------------------------------------------
     def submit_tx(self, tx: Tx, origin: str | None = None) -> None:
         """Admit a tx to the mempool (a vote to the vote pool) and gossip it; raises Rejected (recorded for
-        GET /tx)."""
+        GET /tx). What admitting it cost is metered by kind (node/accounting.py)."""
+        metering = self.energy.admission_started()
+        accepted = False
+        try:
+            self._admit(tx, origin)
+            accepted = True
+        finally:
+            self.energy.admission_ended(metering, tx, accepted)
+
+    def validators(self) -> int:
+        """Nodes that check every transaction: the authorities, the connected peers and this node."""
+        peers = self.peers
+        keys = [p.key for p in peers.peers.values() if p.token is not None and p.failures == 0]
+        keys += [session.key for session in peers.sessions.values()]
+        return self.energy.validators(self.chain.authorities, keys, self.key.public if self.key is not None else None)
+
+    def _admit(self, tx: Tx, origin: str | None) -> None:
         if isinstance(tx, Vote):
             self._submit_vote(tx, origin)
             return

@@ -161,6 +161,10 @@ class PoolVerifier:
                 verified._where[txid] = (chunks[i // self.chunk], i % self.chunk)
         return verified
 
+    def pids(self) -> tuple[int, ...]:
+        """The worker processes (their CPU time is signature checking, node/accounting.py)."""
+        return tuple(w.process.pid for w in self._workers if w.process.pid is not None)
+
     def close(self) -> None:
         for w in self._workers:
             try:

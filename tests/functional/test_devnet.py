@@ -139,7 +139,7 @@ def check_day(devnet: Devnet, run: DevnetRun, summary: dict[str, Any], notes: di
     sim = summary["simulator"]
     # the whole day was simulated: 96 quarter hours per meter (the revoked meter's later ones are tampers)
     assert run.sim.finished and run.sim.drained
-    assert all(m["readings"] == 96 for m in summary["meters"])
+    assert all(m["readings"] == 96 for m in summary["meters"]), [(m["name"], m["readings"]) for m in summary["meters"]]
     assert sim["readings"] == sim["accepted"] == sim["confirmed"] > 0
     assert sim["given_up"] == 0
     # the network kept producing without auth1, which caught up after its restart
@@ -212,6 +212,17 @@ def check_day(devnet: Devnet, run: DevnetRun, summary: dict[str, Any], notes: di
     for kind in ("post_offer", "accept_offer", "deliver", "place_order", "redeem"):
         assert market.get(kind, 0) > 0, (kind, summary["market"])
     assert energy["settled_wh"] > 0 and energy["total"]["energy_j"] > 0
+    # the ledger's whole energy, every node's summed, beside the hashing-only figure; the buyers that size their
+    # trades from the verification quote spent a smaller share of the energy they bought on verifying it
+    whole = summary["energy"]
+    print("energy:", json.dumps({k: v for k, v in whole.items() if k != "network_wh_per_tx"}))
+    assert set(whole["nodes_j"]) == {n.name for n in devnet.nodes}
+    assert whole["whole_kwh"] > whole["hashing_kwh"] > 0 and whole["sim_days"] > 0.9
+    assert whole["whole_kwh_per_settled_kwh"] > whole["hashing_kwh_per_settled_kwh"] > 0
+    assert sum(whole["breakdown_j"].values()) == pytest.approx(whole["whole_kwh"] * 3.6e6, rel=1e-6)
+    agents = whole["agents"]
+    assert agents["quote"]["trades"] > 0 and agents["fixed"]["trades"] > 0, agents
+    assert agents["quote"]["share"] < agents["fixed"]["share"], agents
     assert summary["checks"] == {"minted_equals_sent": True, "tamper_each_own_reason": True, "nodes_agree": True}
 
 

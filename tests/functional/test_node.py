@@ -147,6 +147,43 @@ def test_meter_readings_mint_wh_with_provenance(net: NodeNet) -> None:
     assert included["tx"]["kind"] == "reading" and included["tx"]["counter"] == 1
 
 
+def test_every_node_meters_its_whole_energy_and_quotes_verification(net: NodeNet) -> None:
+    """After two transfers: each authority's /energy has its whole energy, a breakdown that adds up, per-block
+    figures and per-kind costs (votes too); /energy/quote prices a transfer for the network of validating nodes."""
+    sender = net.net.accounts[5]
+    nonce = get(net.authorities[0], f"/accounts/{sender.address_text}")["next_nonce"]
+    txs = [transfer(net.net, 5, net.net.accounts[4].address, COIN, nonce=nonce + i) for i in range(2)]
+    for tx in txs:
+        assert post_tx(net.authorities[0], tx)[0] == 200
+    wait_until(lambda: all(get(n, f"/tx/{t.txid.hex()}")["status"] == "included" for n in net.authorities
+                           for t in txs), 30, message="both transfers included on every authority")
+    for node in net.authorities:
+        energy = get(node, "/energy?limit=5")
+        whole = energy["node"]
+        assert whole["energy_j"] > 0 and whole["cpu_s"] > 0
+        assert sum(whole["breakdown_j"].values()) == pytest.approx(whole["energy_j"], rel=1e-6)
+        assert whole["estimated"] is (whole["source"] == "cpu-time-estimate")
+        assert whole["breakdown_j"]["hashing"] > 0 and whole["breakdown_j"]["api"] > 0
+        assert whole["breakdown_j"]["signatures"] > 0 and whole["breakdown_j"]["storage"] > 0
+        assert 0 < len(whole["blocks"]) <= 5
+        for block in whole["blocks"]:
+            assert sum(block["breakdown_j"].values()) == pytest.approx(block["energy_j"], rel=1e-6)
+        assert whole["per_type"]["transfer"]["applied"] >= 2 and whole["per_type"]["vote"]["applied"] > 0
+        assert whole["validators"] >= 3
+        quote = get(node, "/energy/quote?type=transfer")
+        assert quote["validators"] == whole["validators"] and quote["samples"] > 0
+        assert quote["network_wh"] > 0 and quote["fraction"] is None  # a coin transfer moves no energy
+        priced = get(node, "/energy/quote?type=reading&wh=1000")
+        assert priced["fraction"] == pytest.approx(priced["network_wh"] / 1000)
+    metrics = get(net.authorities[0], "/metrics").decode()
+    assert re.search(r'^kwh_node_energy_joules\{category="signatures"\} [0-9.e+-]+$', metrics, re.M)
+    assert re.search(r"^kwh_node_energy_estimated [01]", metrics, re.M)
+    code, data, _h = request(net.authorities[0], "GET", "/energy/quote?type=teleport")
+    _error(code, data, 400, "bad_request")
+    code, data, _h = request(net.authorities[0], "GET", "/energy/quote")
+    _error(code, data, 400, "bad_request")
+
+
 def test_observer_syncs_from_scratch(net: NodeNet) -> None:
     observer = net.observers[0]
     assert not observer.alive

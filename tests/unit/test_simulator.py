@@ -14,7 +14,8 @@ import pytest
 from devnet import tamper as T
 from devnet.genesis import create_devnet, interval_for
 from devnet.layout import Devnet, LayoutError
-from devnet.market import Agent, Market, View
+from devnet.market import (FIXED_TRADE_WH, MAX_TRADE_WH, Agent, Market, View, quote_trade_wh,
+                           verification_shares)
 from devnet.meters import SimClock, SimMeter, align_down
 from devnet.profiles import HOUSEHOLD, PROSUMER, SOLAR, Profile, Site, interval_energy, make_profile
 from ledger import errors as E
@@ -397,6 +398,52 @@ def test_market_agents_leave_people_and_absurd_prices_alone(devnet: Devnet) -> N
     assert not {w.name for w in people} & {a.name for a in Market(devnet, None, seed=1).agents}  # type: ignore[arg-type]
 
 
+def test_quote_driven_consumers_buy_bigger_when_verification_is_dear(devnet: Devnet) -> None:
+    """A "quote" consumer sizes its prepaid trade from the network's quote for verifying a purchase; a "fixed"
+    one buys the same small amount whatever verification costs; so the quote-driven one ends with a smaller
+    share of its energy spent on verifying its purchases."""
+    assert quote_trade_wh(None) == FIXED_TRADE_WH  # no quote yet: the small amount
+    assert quote_trade_wh(1e-6) == FIXED_TRADE_WH  # verification cheap: no reason to buy ahead
+    assert quote_trade_wh(1e-4) == 1000  # 0.1 mWh per purchase, at most 1e-7 of the energy: 1 kWh per trade
+    assert quote_trade_wh(1.0) == MAX_TRADE_WH  # dearer still: capped (prepayment at risk)
+    assert quote_trade_wh(2e-5) < quote_trade_wh(4e-5) < quote_trade_wh(8e-5)
+    market = Market.__new__(Market)
+    market.seed, market.block_interval_s, market.window_s, market.min_fee = 1, 0.5, 10.0, 1000
+    market.trading, market.stale_blocks, market.consumers = True, 12, []
+    now = 1_800_000_000.0
+    producer = agent("producer")
+    quoted, fixed = agent("consumer", 2), agent("consumer", 3)
+    quoted.strategy, fixed.strategy = "quote", "fixed"
+    market.agent_addresses = frozenset((producer.address, quoted.address, fixed.address))
+    offer = {"offer_id": "22" * 32, "seller": producer.address, "remaining": 2500, "wh": 2500,
+             "price_per_wh": 25_000_000, "window_end": int(now) + 30, "height": 9}
+    small = dict(offer, offer_id="33" * 32, remaining=150, wh=150, price_per_wh=24_000_000)  # cheaper, too small
+
+    def bought(who: Agent, quote: float | None) -> list[AcceptOffer]:
+        view = View(now, 10, [dict(offer), dict(small)], [], [], [], quote)
+        return [b for b in market.plan(who, account(consumed=300), view) if isinstance(b, AcceptOffer)]
+
+    assert bought(quoted, 1.2e-4) == [AcceptOffer(bytes.fromhex("22" * 32), 1200)]  # ahead of its 300 Wh need
+    assert bought(quoted, 1e-6) == [AcceptOffer(bytes.fromhex("33" * 32), FIXED_TRADE_WH)]  # cheap: cheapest
+    assert bought(fixed, 1.2e-4) == bought(fixed, 1e-6) == [AcceptOffer(bytes.fromhex("33" * 32), FIXED_TRADE_WH)]
+    # the shares: one accept and one delivery per trade, over the Wh delivered
+    strategies = {quoted.address: "quote", fixed.address: "fixed"}
+    trades = [{"buyer": quoted.address, "wh": 1200, "delivered": 1200},
+              {"buyer": quoted.address, "wh": 1200, "delivered": 600}]
+    trades += [{"buyer": fixed.address, "wh": 100, "delivered": d} for d in (100, 100, 50, 100, 0)]
+    trades += [{"buyer": producer.address, "wh": 700, "delivered": 700}]  # no buying strategy: not counted
+    shares = verification_shares(trades, strategies, {"accept_offer": 2e-4, "deliver": 1e-4})
+    assert shares["quote"] == {"trades": 2, "bought_wh": 1800, "verify_wh": pytest.approx(6e-4),
+                               "share": pytest.approx(6e-4 / 1800)}
+    assert shares["fixed"]["trades"] == 5 and shares["fixed"]["bought_wh"] == 350
+    assert shares["fixed"]["verify_wh"] == pytest.approx(5 * 2e-4 + 4 * 1e-4)
+    assert shares["quote"]["share"] < shares["fixed"]["share"]
+    assert verification_shares([], strategies, {})["quote"]["share"] is None
+    # the devnet's consumers take the two ways in turn
+    consumers = [a for a in Market(devnet, None, seed=1).agents if a.role == "consumer"]  # type: ignore[arg-type]
+    assert [a.strategy for a in consumers][:2] == ["quote", "fixed"] and len(consumers) >= 2
+
+
 def test_the_view_says_the_simulated_time_and_whether_the_sun_is_up() -> None:
     from devnet.view import sim_clock_text
     site = Site()  # Tokyo, UTC+09:00
@@ -422,3 +469,42 @@ def test_the_nodes_table_fits_80_columns() -> None:
     (auth3,) = [line for line in lines if line.startswith("auth3")]
     assert "127.0.0.1:8704" in auth3 and "ababababab " in auth3 and "exited -9" in lines[-1]
     assert "123454" in auth3 and "final" in lines[1]
+
+
+def test_the_view_and_summary_show_the_whole_energy_beside_hashing(devnet: Devnet) -> None:
+    """Every node's whole energy is summed over the run, across a node's restart, beside the hashing figure."""
+    from rich.console import Console
+
+    from devnet.run import DevnetRun, RunOptions
+    from devnet.view import render, summary_lines
+
+    run = DevnetRun(devnet, RunOptions(market=True))
+
+    def report(joules: float, since: int) -> dict[str, object]:
+        return {"energy_j": joules, "since_ms": since, "estimated": True,
+                "breakdown_j": {"signatures": joules / 2, "other": joules / 2},
+                "per_type": {"accept_offer": {"node_j": 0.36}, "deliver": {"node_j": 0.18}}, "overhead_j_per_tx": 0.0}
+
+    run._chain_base = {"hashing_j": 1.0, "settled_wh": 0.0}
+    run._node_energy_seen("auth0", report(100.0, 1))
+    run._node_energy_seen("auth1", report(50.0, 1))
+    run._node_energy_seen("auth0", report(400.0, 1))
+    run._node_energy_seen("auth1", report(80.0, 1))
+    run._node_energy_seen("auth1", report(20.0, 2))  # restarted: its 30 J before the restart are kept
+    run.energy = {"total": {"energy_j": 4.6, "hashes": 10}, "settled_wh": 2000, "minted_wh": 0}
+    whole = run.energy_summary()
+    assert whole["whole_kwh"] * 3.6e6 == pytest.approx(300 + 30 + 20)
+    assert whole["hashing_kwh"] * 3.6e6 == pytest.approx(3.6)
+    assert whole["whole_kwh_per_settled_kwh"] == pytest.approx(350 / 3.6e6 / 2)
+    assert whole["breakdown_j"] == pytest.approx({"signatures": 175, "other": 175})
+    assert whole["network_wh_per_tx"] == pytest.approx({"accept_offer": 0.72 / 3600, "deliver": 0.36 / 3600})
+    assert whole["estimated"] is True and set(whole["agents"]) == {"quote", "fixed"}
+    console = Console(width=100)
+    with console.capture() as cap:
+        console.print(render(run))
+    text = cap.get()
+    assert "ledger's whole energy, all nodes (estimated)" in text and "350.00 J" in text
+    assert "whole kWh per settled kWh" in text
+    lines = summary_lines({"simulator": run.sim.stats.to_json(), "chain": {}, "minted_wh_this_run": 0,
+                           "checks": {}, "energy": whole})
+    assert any(line.startswith("ledger energy (estimated): whole 350.0 J on 2 nodes") for line in lines), lines
