@@ -29,7 +29,7 @@ from ledger.chain import Chain
 from ledger.errors import Rejected
 from ledger.state import StateOverlay
 from ledger.transition import Transition
-from ledger.tx import MeterReading, OcmfReading, SignedTx, Tx
+from ledger.tx import MeterReading, OcmfReading, SignedTx, Tx, Vote
 
 from .codes import MEMPOOL_FULL
 
@@ -113,8 +113,10 @@ class Mempool:
             self._add_reading(tx, now_ms)
         elif isinstance(tx, OcmfReading):
             self._add_ocmf(tx, now_ms)
-        else:
+        elif isinstance(tx, SignedTx):
             self._add_signed(tx, now_ms)
+        else:  # a finality vote: the node's vote pool holds those (node/finality.py)
+            raise Rejected(E.MALFORMED, f"a {tx.kind} does not go to the mempool")
 
     def _add_signed(self, tx: SignedTx, now_ms: int) -> None:
         sender = tx.sender_address
@@ -336,8 +338,8 @@ class Mempool:
                 self._remove(tx.txid)
         for block in reversed(reverted):
             for tx in block.txs:
-                if tx.txid in included or tx.txid in self.entries:
-                    continue
+                if tx.txid in included or tx.txid in self.entries or isinstance(tx, Vote):
+                    continue  # (a reverted block's votes are for checkpoints of the losing branch)
                 try:
                     self.add(tx, now_ms)
                     back.append(tx)

@@ -165,3 +165,18 @@ def test_readings_of_one_meter_queue_in_counter_order() -> None:
     chain.import_block(block)
     pool.on_new_head([block], [], NOW)
     assert len(pool) == 0 and chain.account(net.accounts[0].address).wh == 300
+
+
+def test_a_reorg_puts_no_finality_vote_back_into_the_mempool() -> None:
+    """The reverted blocks' votes are for the losing branch: they do not go back (before, a reorg of a
+    block holding votes raised AttributeError in the mempool and broke the peer handler)."""
+    from ledger.testing import extend, make_net
+    from ledger.tx import sign_vote
+    from node.mempool import Mempool
+    net = make_net(authorities=4, accounts=1)
+    chain = net.chain()
+    extend(chain, net)
+    vote = sign_vote(net.authorities[0], chain.chain_id, (0, chain.canonical_hash(0)), (1, chain.head_hash))
+    block = extend(chain, net, [vote])
+    pool = Mempool(chain)
+    assert pool.on_new_head([], [block], GENESIS_MS) == [] and len(pool) == 0
