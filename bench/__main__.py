@@ -102,6 +102,10 @@ def run(quick: bool, only: str = "") -> dict[str, Any]:
         r["bytes_per_tx"] = serial["bytes_per_tx"]
         r["block_import_per_s"] = serial["import_per_s"]  # same blocks, from a peer's bytes
         r["block_import_ratio"] = serial["import_per_s"] / serial["per_s"]
+    with console.status("transfer_apply with finality votes in every block"):
+        ratio, voted = paired(ed25519, lambda: core.transfer_apply(blocks, votes=True), lambda x: x["per_s"])
+        r["transfer_apply_with_votes_ratio"] = ratio
+        r["votes_cost_share"] = 1 - voted["per_s"] / serial["per_s"]  # of a 1,000-transfer block's apply time
     with console.status("transfer_apply (signature checks on all cores)"):
         verifier = PoolVerifier(workers=max(1, (os.cpu_count() or 2) - 1))
         try:
