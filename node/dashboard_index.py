@@ -10,7 +10,7 @@ brought up to date after every new head:
   figures are exact and add up to the totals of `GET /energy`, order-book fills included; and the
   mining energy of those blocks (their seals' joules).
 * per hour of **metering interval**: exported and imported Wh of the readings, by the hour their
-  interval started (what the meters measured, whenever the block came).
+  interval started (what the meters measured, whenever the block came); OCMF records by their block's hour.
 * per block: time, hashes, joules, difficulty, and the grid surplus signal this node had when the block
   arrived (None for blocks it indexed later, e.g. after a restart: the signal is not on chain).
 * per meter: its last `readings_per_meter` readings (at most `max_meters` meters).
@@ -177,8 +177,11 @@ class DashboardIndex:
         if len(walk.blocks) < (self.block_points.maxlen or 0):
             walk.blocks.append(BlockPoint(block.height, block.header.timestamp_ms, seal.hashes, seal.energy_mj,
                                           seal.energy_estimated, block.header.difficulty, len(block.txs)))
+        native_export = native_import = 0
         for tx in reversed(block.txs):  # newest first, like the walk
             if isinstance(tx, MeterReading):
+                native_export += tx.fields.export_wh
+                native_import += tx.fields.import_wh
                 f = tx.fields
                 ih = f.interval_start // HOUR_S * HOUR_S
                 row = walk.by_interval_hour.setdefault(ih, [0, 0])
@@ -194,6 +197,14 @@ class DashboardIndex:
                 walk.offers.append(tx.txid)
             elif isinstance(tx, SignedTx) and isinstance(tx.body, AcceptOffer) and len(walk.trades) < self.market_ids:
                 walk.trades.append(tx.txid)
+        # OCMF records mint the register difference since the meter's previous record, which the record alone
+        # does not say: what the block minted and recorded beyond its native readings is theirs, counted at
+        # the block's hour (their interval ends at most at the parent block's time)
+        ocmf = (delta[0] - native_export, delta[1] - native_import)
+        if any(ocmf):
+            row = walk.by_interval_hour.setdefault(hour, [0, 0])
+            row[0] += ocmf[0]
+            row[1] += ocmf[1]
 
     def _merge(self, walk: _Walk) -> None:
         for src, dst in ((walk.by_block_hour, self.by_block_hour), (walk.by_interval_hour, self.by_interval_hour)):
