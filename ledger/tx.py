@@ -276,21 +276,17 @@ class ReadingFields:
     counter: int = field(uint())  # strictly increasing per meter
 
 
-@dataclass(frozen=True)
-class MeterReading:
-    """A reading with the meter's DER signature; anyone (a gateway) may submit it."""
-    fields: ReadingFields
-    signature: bytes
+class _SignedFields:
+    """An envelope of signed wire fields (a reading, a vote): the signed bytes and the id, computed once.
+    Subclasses are frozen dataclasses with `fields` and `chain_id` and name their DOMAIN."""
+    DOMAIN = ""
+    fields: Any
     chain_id: str
-
-    @property
-    def kind(self) -> str:
-        return "reading"
 
     def message(self) -> bytes:
         cached = self.__dict__.get("_message")
         if cached is None:
-            cached = signing_bytes(DOMAIN_READING, self.chain_id, to_wire(self.fields))
+            cached = signing_bytes(self.DOMAIN, self.chain_id, to_wire(self.fields))
             object.__setattr__(self, "_message", cached)
         return cached
 
@@ -301,6 +297,19 @@ class MeterReading:
             cached = hashlib.sha256(self.message()).digest()
             object.__setattr__(self, "_txid", cached)
         return cached
+
+
+@dataclass(frozen=True)
+class MeterReading(_SignedFields):
+    """A reading with the meter's DER signature; anyone (a gateway) may submit it."""
+    DOMAIN = DOMAIN_READING
+    fields: ReadingFields
+    signature: bytes
+    chain_id: str
+
+    @property
+    def kind(self) -> str:
+        return "reading"
 
     def verify(self, meter_public: bytes) -> bool:
         return verify_p256(meter_public, self.signature, self.message())
@@ -323,9 +332,10 @@ class VoteFields:
 
 
 @dataclass(frozen=True)
-class Vote:
+class Vote(_SignedFields):
     """An authority's signed finality vote; it pays no fee (only current authorities' votes count, each
     once per target) and anyone may relay it."""
+    DOMAIN = DOMAIN_VOTE
     fields: VoteFields
     signature: bytes
     chain_id: str
@@ -333,21 +343,6 @@ class Vote:
     @property
     def kind(self) -> str:
         return "vote"
-
-    def message(self) -> bytes:
-        cached = self.__dict__.get("_message")
-        if cached is None:
-            cached = signing_bytes(DOMAIN_VOTE, self.chain_id, to_wire(self.fields))
-            object.__setattr__(self, "_message", cached)
-        return cached
-
-    @property
-    def txid(self) -> bytes:
-        cached = self.__dict__.get("_txid")
-        if cached is None:
-            cached = hashlib.sha256(self.message()).digest()
-            object.__setattr__(self, "_txid", cached)
-        return cached
 
     def verify(self) -> bool:
         return verify_ed25519(self.fields.voter, self.signature, self.message())
