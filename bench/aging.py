@@ -61,8 +61,10 @@ class Scenario:
         self.producer = AccountKey.generate()
         self.traders = [AccountKey.generate() for _ in range(traders)]
         self.meter_key = MeterKey.generate()
-        # genesis after a year and a bit of intervals, so every reading of the setup has ended by block time
-        genesis_ms = (START_S + (YEAR_LOTS + 10_000) * INTERVAL_S) * 1000
+        # the meter is enrolled at genesis, at its first interval (it mints nothing before its enrollment);
+        # the first block is timed a year and a bit later, so every reading of the setup has ended by the
+        # parent block's time
+        genesis_ms = START_S * 1000
         alloc = tuple(sorted([(self.producer.address, 10**6 * COIN)] + [(t.address, 10**6 * COIN)
                                                                          for t in self.traders]))
         self.genesis = Genesis(CHAIN_ID, genesis_ms, (self.auth.public,), allocations=alloc, min_difficulty=1,
@@ -72,6 +74,9 @@ class Scenario:
         self.kv = CountingKV(self.path)
         self.chain = Chain(self.kv, self.genesis)
         self.meter = MeterState(self.meter_key, START_S, INTERVAL_S)
+        header, _inc, _rej = self.chain.build_block([], (START_S + (YEAR_LOTS + 10_000) * INTERVAL_S) * 1000,
+                                                    self.auth, 1)
+        self.chain.import_block(mine(self.auth, header, []))
         self.nonces: dict[bytes, int] = {}
 
     def close(self) -> None:
@@ -115,7 +120,7 @@ class Scenario:
         return self
 
     def with_offers(self, offers: int) -> "Scenario":
-        end = self.genesis.timestamp_ms // 1000 + 80 * 86400
+        end = self.chain.head.timestamp_ms // 1000 + 80 * 86400
         per = -(-offers // len(self.traders))
         self.extend([self.tx(t, PostOffer(1000, 1, end - 86400, end, "")) for i in range(per)
                      for t in self.traders][:offers])
@@ -176,7 +181,7 @@ def run(quick: bool) -> dict[str, Any]:
         large.close()
     small, large = Scenario().with_offers(10), Scenario().with_offers(many)
     try:
-        end = small.genesis.timestamp_ms // 1000 + 80 * 86400
+        end = small.chain.head.timestamp_ms // 1000 + 80 * 86400
         r["aging_empty_block"] = _paired(small, large, lambda s: [], samples)
         r["aging_offer"] = _paired(small, large, lambda s: [s.tx(s.traders[1], PostOffer(5, 1, end - 60, end, ""))],
                                    samples)
