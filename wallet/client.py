@@ -12,9 +12,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import Any, Callable
 
+from ledger.keys import AccountKey
 from ledger.tx import Tx, encode_tx
+from node.access import CREDENTIAL_REQUIRED, credential
 
 DEFAULT_NODE = "http://127.0.0.1:8701"
 ENV_NODE = "KWH_NODE"
@@ -52,12 +54,32 @@ def normalize_url(url: str) -> str:
 class NodeClient:
     """Talks to one node; `timeout` bounds each request."""
 
-    def __init__(self, url: str, timeout: float = 10.0, fallbacks: tuple[str, ...] | list[str] = ()) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, fallbacks: tuple[str, ...] | list[str] = (),
+                 reader: Callable[[], AccountKey] | None = None) -> None:
+        """`reader` gives the key that signs reads of personal data (node/access.py); it is called the first
+        time the node asks for a credential (so public reads never unlock a key), then every read is signed."""
         self.url = normalize_url(url)
         self.fallbacks = [normalize_url(u) for u in fallbacks if normalize_url(u) != self.url]
         self.timeout = timeout
+        self.reader = reader
+        self._key: AccountKey | None = None
+        self._identity: tuple[str, str, bytes] | None = None  # (node URL, chain id, node id)
         self._chain_id: str | None = None
         self._genesis: dict[str, Any] | None = None
+
+    def sign_as(self, key: AccountKey) -> None:
+        """Sign every request from now on with `key`."""
+        self._key = key
+
+    def _credential(self, method: str, path: str) -> str:
+        if self._identity is None or self._identity[0] != self.url:
+            data = self._request_once("GET", "/status", signed=False)
+            node_id = data.get("node_key") or data.get("genesis") if isinstance(data, dict) else None
+            if not isinstance(node_id, str) or not isinstance(data.get("chain_id"), str):
+                raise NodeError(BAD_RESPONSE, "GET /status has no chain_id, node_key or genesis")
+            self._identity = (self.url, data["chain_id"], bytes.fromhex(node_id))
+        assert self._key is not None
+        return credential(self._key, self._identity[1], self._identity[2], method, path, int(time.time() * 1000))
 
     # transport ------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: bytes | None = None,
@@ -67,15 +89,21 @@ class NodeClient:
             try:
                 return self._request_once(method, path, body, content_type)
             except NodeError as exc:
+                if exc.code == CREDENTIAL_REQUIRED and self._key is None and self.reader is not None:
+                    self._key = self.reader()
+                    continue
                 if exc.code != NODE_UNREACHABLE or not self.fallbacks:
                     raise
                 self.url = self.fallbacks.pop(0)
 
     def _request_once(self, method: str, path: str, body: bytes | None = None,
-                      content_type: str | None = None) -> Any:
+                      content_type: str | None = None, signed: bool = True) -> Any:
+        auth = self._credential(method, path) if signed and self._key is not None else None
         try:
             req = urllib.request.Request(self.url + path, data=body, method=method)
             req.add_header("Accept", "application/json")
+            if auth:
+                req.add_header("Authorization", auth)
             if content_type:
                 req.add_header("Content-Type", content_type)
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:

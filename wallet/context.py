@@ -64,7 +64,7 @@ class Wallet:
     def client(self) -> NodeClient:
         if self._client is None:
             self._client = NodeClient(self.node_url, timeout=min(REQUEST_TIMEOUT_S, max(self.timeout, 1.0)),
-                                      fallbacks=self.fallback_nodes)
+                                      fallbacks=self.fallback_nodes, reader=self.unlock)
         return self._client
 
     @property
@@ -167,6 +167,7 @@ class Wallet:
             self.fee()  # a --fee below the minimum is refused before the passphrase is asked
         key = self.unlock()
         client = self.client
+        client.sign_as(key)  # the balance check below reads personal data
         chain_id = client.chain_id()
         fee = self.fee()
         address = key.address_text
