@@ -39,6 +39,7 @@ from ledger.errors import Rejected
 from ledger.keys import DOMAIN_PEER, signing_bytes, verify_ed25519
 from ledger.tx import Tx, decode_tx, encode_tx
 
+from . import tls
 from .codes import BAD_REQUEST, RATE_LIMITED, UNAUTHORIZED, ApiError, hex_value
 from .service import LRU, now_ms
 
@@ -56,6 +57,7 @@ MAX_JSON_BODY = 16 * 1024
 CHALLENGE_TTL_S = 30.0
 MAX_CHALLENGES = 1024
 MAX_PEERS = 64
+SESSIONS_PER_KEY = 4
 PEER_QUEUE_BLOCKS = 256
 PEER_QUEUE_TXS = 20_000
 JSON_TYPES = ("application/json",)
@@ -152,7 +154,10 @@ class PeerManager:
         self.seen_txs = LRU(200_000)
         self.syncing = False
         self.initial_done = asyncio.Event()
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=3, sock_read=30))
+        # https peers: TLS 1.3, the certificate's key pinned against genesis in _pin (node/tls.py)
+        self.connector = tls.PinnedConnector(lambda: node.members)
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=3, sock_read=30),
+                                          connector=self.connector)
         interval_s = node.chain.params.block_interval_ms / 1000
         self.poll_s = min(5.0, max(0.25, interval_s))
 
@@ -261,8 +266,10 @@ class PeerManager:
         if self.banned(key.hex()):
             raise ApiError(UNAUTHORIZED, "banned")
         url = entry[1]
-        for t in [t for t, s in self.sessions.items() if s.key == key]:
-            del self.sessions[t]  # a restarted peer: its old session goes
+        # a restarted peer's old sessions go, but a few stay: one node may dial us under several URLs (a
+        # --peers URL and the URL it learned), and each dialer needs its session for /blocks (ADR 012)
+        for t in [t for t, s in self.sessions.items() if s.key == key][:-(SESSIONS_PER_KEY - 1)]:
+            del self.sessions[t]
         token = secrets.token_urlsafe(24)
         self.sessions[token] = Session(key, url, TokenBucket(self.node.config.peer_rate))
         self.log.info("peer_accepted", key=key.hex()[:16], url=url)
@@ -468,6 +475,18 @@ class PeerManager:
             if self.chain.meta(bytes.fromhex(peer.head)) is None:
                 await self.sync_from(peer)
 
+    def _pin(self, peer: Peer, resp: aiohttp.ClientResponse, expected: bytes | None) -> bytes | None:
+        """On an https peer: the key of its TLS certificate, which must be a genesis member and, once the
+        peer's key is known, that key. Anything else refuses the peer (a relay or an impostor). None on http."""
+        if not peer.url.startswith("https://"):
+            return None
+        key = self.connector.response_key(resp)
+        if key is None or key not in self.node.members or (expected is not None and key != expected):
+            peer.refused_until = time.monotonic() + 300
+            self.log.info("peer_tls_refused", peer=peer.url, cert_key=key.hex()[:16] if key else None)
+            raise PeerError("peer's TLS certificate is not of its genesis node key")
+        return key
+
     def _refused(self, peer: Peer, status: int, data: dict[str, Any]) -> None:
         """The peer answered our handshake with an error: try it again in a while."""
         peer.refused_until = time.monotonic() + 30
@@ -480,6 +499,7 @@ class PeerManager:
         hello = {"chain_id": self.chain_id, "key": me.public.hex(), "url": self.node.config.advertised_url,
                  "challenge": mine.hex()}
         async with self.http.post(peer.url + "/peer/hello", json=hello) as resp:
+            cert_key = self._pin(peer, resp, None)
             data = await _json_answer(resp)
             if resp.status != 200:
                 self._refused(peer, resp.status, data)
@@ -494,6 +514,9 @@ class PeerManager:
         if their_key not in self.node.members:
             peer.refused_until = time.monotonic() + 300
             raise PeerError("peer's key is not an authority or observer in genesis")
+        if cert_key is not None and cert_key != their_key:
+            peer.refused_until = time.monotonic() + 300
+            raise PeerError("peer's TLS certificate and handshake name different keys")
         if not verify_ed25519(their_key, signature, _peer_message(self.chain_id, mine, me.public)):
             self.ban(peer.url, "peer failed to prove its key in the handshake")
             raise PeerError("peer's handshake signature does not verify")
@@ -502,6 +525,7 @@ class PeerManager:
         answer = {"key": me.public.hex(), "challenge": theirs.hex(),
                   "signature": me.sign(_peer_message(self.chain_id, theirs, their_key)).hex()}
         async with self.http.post(peer.url + "/peer/handshake", json=answer) as resp:
+            self._pin(peer, resp, their_key)
             data = await _json_answer(resp)
             if resp.status != 200:
                 self._refused(peer, resp.status, data)
@@ -519,6 +543,7 @@ class PeerManager:
 
     async def _get_json(self, peer: Peer, path: str) -> dict[str, Any]:
         async with self.http.get(peer.url + path, headers=self._auth(peer)) as resp:
+            self._pin(peer, resp, peer.key)
             if resp.status != 200:
                 raise PeerError(f"GET {path}: HTTP {resp.status}")
             raw = await _read_limited(resp, 1024 * 1024)
@@ -551,6 +576,10 @@ class PeerManager:
         """Blocks start.. from the peer; garbage (undecodable, not a chain) bans it."""
         url = f"{peer.url}/blocks?from={start}&limit={limit}&format=msgpack"
         async with self.http.get(url, headers=self._auth(peer)) as resp:
+            self._pin(peer, resp, peer.key)
+            if resp.status in (401, 403):
+                peer.token = None  # our session went (the peer restarted): handshake again
+                peer.poke.set()
             if resp.status != 200:
                 raise PeerError(f"GET /blocks: HTTP {resp.status}")
             raw = await _read_limited(resp, MAX_BLOCKS_RESPONSE)

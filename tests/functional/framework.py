@@ -225,6 +225,7 @@ class NodeProcess:
         self.key = key
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.tls_port: int | None = None  # set (before start) to also serve TLS there; peers then dial tls_url
         self.data_dir = root / name / "db"
         self.log_path = root / f"{name}.log"
         self.grid_file = root / name / "grid-signal"
@@ -241,12 +242,18 @@ class NodeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
 
+    @property
+    def tls_url(self) -> str:
+        return f"https://127.0.0.1:{self.tls_port}"
+
     def args(self) -> list[str]:
         args = [sys.executable, "-m", "node", "--genesis", str(self.genesis), "--data-dir", str(self.data_dir),
                 "--listen", f"127.0.0.1:{self.port}", "--grid-signal-file", str(self.grid_file),
                 "--log-level", "debug", "--ban-seconds", "60"]
         if self.key_path is not None:
             args += ["--key", str(self.key_path)]
+        if self.tls_port is not None:
+            args += ["--tls-listen", f"127.0.0.1:{self.tls_port}"]
         if self.peers:
             args += ["--peers", ",".join(self.peers)]
         if self.public_url:
@@ -313,7 +320,7 @@ class NodeNet:
     def __init__(self, tmp_path: Path, authorities: int = 3, observers: int = 1, accounts: int = 4, meters: int = 0,
                  block_interval_ms: int = 500, min_difficulty: int = 16, spare_observers: int = 1,
                  admin_token: str | None = ADMIN_TOKEN, start: bool = True, extra_args: list[str] | None = None,
-                 proxied: bool = False, **make_net_kwargs: Any) -> None:
+                 proxied: bool = False, tls: bool = False, **make_net_kwargs: Any) -> None:
         self.root = Path(tmp_path)
         self.root.mkdir(parents=True, exist_ok=True)
         net = make_net(authorities=authorities, accounts=accounts, meters=meters, min_difficulty=min_difficulty,
@@ -335,6 +342,10 @@ class NodeNet:
         self.observers = [NodeProcess(self.root, f"obs{i}", self.genesis_path, k, admin_token, extra_args)
                           for i, k in enumerate(observer_keys)]
         self.nodes = self.authorities + self.observers
+        self.tls = tls
+        for n in self.nodes:
+            if tls and n.key is not None:
+                n.tls_port = free_port()
         self.hub: ProxyHub | None = None
         self.links: dict[tuple[str, str], Link] = {}  # (dialer, target) -> link
         self.back_links: dict[str, Link] = {}  # target -> the link its --public-url names
@@ -343,14 +354,16 @@ class NodeNet:
             for n in self.nodes:
                 for m in self.nodes:
                     if m is not n:
-                        self.links[(n.name, m.name)] = self.hub.add(m.port, f"{n.name}->{m.name}")
-                self.back_links[n.name] = self.hub.add(n.port, f"*->{n.name}")
+                        self.links[(n.name, m.name)] = self.hub.add(m.tls_port or m.port, f"{n.name}->{m.name}",
+                                                                    tls=m.tls_port is not None)
+                self.back_links[n.name] = self.hub.add(n.tls_port or n.port, f"*->{n.name}",
+                                                       tls=n.tls_port is not None)
                 n.public_url = self.back_links[n.name].url
             for n in self.nodes:
                 n.peers = [self.links[(n.name, m.name)].url for m in self.nodes if m is not n]
         else:
             for n in self.nodes:
-                n.peers = [m.url for m in self.nodes if m is not n]
+                n.peers = [m.tls_url if m.tls_port else m.url for m in self.nodes if m is not n]
         if start:
             self.start()
 
