@@ -26,8 +26,10 @@ from typing import Any, Iterator
 
 import pytest
 
+from devnet.layout import TLS_PORT_OFFSET
 from devnet.nodes import pid_alive, port_free
-from framework import REPO, wait_until
+from framework import REPO, read_credential, wait_until
+from node.keyfile import load_key
 
 pytestmark = pytest.mark.functional
 
@@ -41,7 +43,8 @@ def free_base_port(count: int) -> int:
     rng = random.Random()
     for _ in range(200):
         base = rng.randrange(20000, 60000 - count)
-        if all(port_free("127.0.0.1", base + i) for i in range(count)):
+        if all(port_free("127.0.0.1", base + i) and port_free("127.0.0.1", base + i + TLS_PORT_OFFSET)
+               for i in range(count)):
             return base
     raise RuntimeError("no free port range")
 
@@ -97,7 +100,11 @@ class Clone:
         return json.loads(proc.stdout) if as_json else proc.stdout
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.node + path, timeout=10) as resp:
+        """GET as the devnet's first node key (it may read every route, ADR 012)."""
+        key = load_key(sorted(self.root.rglob("keys/nodes/*.json"))[0])
+        req = urllib.request.Request(self.node + path,
+                                     headers={"Authorization": read_credential(self.node, key, "GET", path)})
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 
 
