@@ -16,6 +16,7 @@ import asyncio
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -209,7 +210,8 @@ def _build_chain(db: Path, genesis: Genesis, auth: AccountKey, senders: list[Acc
     return txcount
 
 
-def sync(quick: bool, transfer_apply_per_s: float, parallel_per_s: float, tls: bool = False) -> dict[str, Any]:
+def sync(quick: bool, transfer_apply_per_s: float, parallel_per_s: float, tls: bool = False,
+         serial_only: bool = False) -> dict[str, Any]:
     """A fresh observer syncs the chain from scratch, once as configured by default (signatures checked
     in the node process) and once with `--verify-workers 1` (compared with transfer_apply on all cores)."""
     root = Path(tempfile.mkdtemp(prefix="kwh-bench-sync-"))
@@ -238,7 +240,7 @@ def sync(quick: bool, transfer_apply_per_s: float, parallel_per_s: float, tls: b
             return time.perf_counter() - t0
     elapsed: list[float] = []
     try:
-        runs = [("fresh", ())] if tls else [("fresh", ()), ("fresh-pool", ("--verify-workers", "1"))]
+        runs = [("fresh", ())] if tls or serial_only else [("fresh", ()), ("fresh-pool", ("--verify-workers", "1"))]
         for name, extra in runs:
             fresh = NodeProcess(root, name, gpath, observer, [source.tls_url or source.url], extra)
             try:
@@ -250,6 +252,8 @@ def sync(quick: bool, transfer_apply_per_s: float, parallel_per_s: float, tls: b
         shutil.rmtree(root, ignore_errors=True)
     if tls:
         return {"sync_tls_blocks_per_s": blocks / elapsed[0], "sync_tls_tx_per_s": txcount / elapsed[0]}
+    if serial_only:
+        return {"sync_blocks_per_s": blocks / elapsed[0]}
     serial_s, pool_s = elapsed
     return {"sync_blocks": blocks, "sync_blocks_per_s": blocks / serial_s, "sync_tx_per_s": txcount / serial_s,
             "sync_ratio": txcount / serial_s / transfer_apply_per_s,
@@ -338,15 +342,34 @@ def finality(quick: bool) -> dict[str, Any]:
     return result
 
 
+TLS_ROUNDS = 3
+
+
 def tls_figures(quick: bool, plain: dict[str, Any], transfer_apply_per_s: float,
                 parallel_per_s: float) -> dict[str, Any]:
-    """http_submit and sync over TLS, and their ratios to the plain-HTTP figures `plain` of this run."""
-    submit = http_submit(quick, tls=True)
-    synced = sync(quick, transfer_apply_per_s, parallel_per_s, tls=True)
-    return {"http_submit_tls_per_s": submit["http_submit_per_s"],
-            "http_submit_tls_ratio": submit["http_submit_per_s"] / plain["http_submit_per_s"],
-            "http_tls_p99_ms": submit["http_p99_ms"], **synced,
-            "sync_tls_ratio": synced["sync_tls_blocks_per_s"] / plain["sync_blocks_per_s"]}
+    """http_submit and sync over TLS, and their ratios to plain HTTP in this run. On a shared machine one
+    run varies by a factor of two or more, so each TLS run is paired with a plain run next to it (the
+    first with the plain figures of `plain`), and the ratio is the median of the pairs' ratios."""
+    submit_plain, submit_tls = [plain["http_submit_per_s"]], []
+    sync_plain, sync_tls = [plain["sync_blocks_per_s"]], []
+    p99 = []
+    for i in range(TLS_ROUNDS):
+        submitted = http_submit(quick, tls=True)
+        submit_tls.append(submitted["http_submit_per_s"])
+        p99.append(submitted["http_p99_ms"])
+        sync_tls.append(sync(quick, transfer_apply_per_s, parallel_per_s, tls=True)["sync_tls_blocks_per_s"])
+        if i < TLS_ROUNDS - 1:
+            submit_plain.append(http_submit(quick)["http_submit_per_s"])
+            sync_plain.append(sync(quick, transfer_apply_per_s, parallel_per_s, serial_only=True)["sync_blocks_per_s"])
+
+    def paired(tls: list[float], plain_runs: list[float]) -> float:
+        return statistics.median(t / p for t, p in zip(tls, plain_runs))
+    return {"http_submit_tls_per_s": statistics.median(submit_tls),
+            "http_submit_tls_ratio": paired(submit_tls, submit_plain),
+            "http_tls_p99_ms": statistics.median(p99), "sync_tls_blocks_per_s": statistics.median(sync_tls),
+            "sync_tls_ratio": paired(sync_tls, sync_plain),
+            "tls_rounds": {"http_submit_plain": submit_plain, "http_submit_tls": submit_tls,
+                           "sync_plain": sync_plain, "sync_tls": sync_tls}}
 
 
 def run(quick: bool, transfer_apply_per_s: float, parallel_per_s: float) -> dict[str, Any]:

@@ -64,7 +64,8 @@ class Wallet:
     def client(self) -> NodeClient:
         if self._client is None:
             self._client = NodeClient(self.node_url, timeout=min(REQUEST_TIMEOUT_S, max(self.timeout, 1.0)),
-                                      fallbacks=self.fallback_nodes, reader=self.unlock)
+                                      fallbacks=self.fallback_nodes, reader=self.unlock,
+                                      key_for=self.key_for)
         return self._client
 
     @property
@@ -131,6 +132,22 @@ class Wallet:
         if passphrase is None:
             passphrase = prompt_passphrase(f"Passphrase for key '{name}'", confirm=False)
         return store.unlock(name, passphrase)
+
+    def key_for(self, address: str) -> AccountKey | None:
+        """The keystore's key of `address`, unlocked (to read that account's own data), or None if the
+        keystore holds no key of it (or there is no keystore)."""
+        try:
+            entries = self.keystore.list()
+        except Exception:  # noqa: BLE001 - no keystore: nothing of ours to read
+            return None
+        names = [k.name for k in entries if k.address == address]
+        if not names:
+            return None
+        name = self.name if self.name in names else names[0]
+        passphrase = os.environ.get(ENV_PASSPHRASE)
+        if passphrase is None:
+            passphrase = prompt_passphrase(f"Passphrase for key '{name}'", confirm=False)
+        return self.keystore.unlock(name, passphrase)
 
     def address_or_mine(self, address: str | None) -> str:
         if address:

@@ -209,7 +209,7 @@ def test_first_steps_then_the_walkthrough_untouched_by_agents(clone: Clone) -> N
     over = c.wallet("--name", "alice", "deliver", trade["trade_id"][:8], "5", ok=False)
     assert over.returncode == 1 and "only 0.3 kWh (300 Wh) left" in over.stderr, over.stderr
     c.wallet("--name", "alice", "--wait", "deliver", trade["trade_id"][:8], "0.2")
-    settled = wait_until(lambda: (t := c.wallet("trade", trade["trade_id"]))["status"] == "settled" and t, 120, 1.0,
+    settled = wait_until(lambda: (t := c.wallet("--name", "bob", "trade", trade["trade_id"]))["status"] == "settled" and t, 120, 1.0,
                          "the trade settles after its window")
     assert (settled["delivered"], settled["released"], settled["refunded"]) == (200, 5 * 10**9, 25 * 10**8)
     # the lot's story: minted by alice's meter, 0.2 kWh of it delivered to bob
