@@ -568,10 +568,19 @@ class Api:
         return ok(self.node.set_grid_signal(surplus, "api"))
 
     # peers ----------------------------------------------------------------------------------------
+    def _require_tls_for_peers(self, request: web.Request) -> None:
+        """A node that serves TLS (--tls-listen) takes peers only there: no session token in the clear."""
+        if self.node.config.tls_listen and (request.transport is None
+                                            or request.transport.get_extra_info("ssl_object") is None):
+            raise ApiError(UNAUTHORIZED,
+                           f"this node takes peers over TLS only: dial https://{self.node.config.tls_listen}")
+
     async def peer_hello(self, request: web.Request) -> web.Response:
+        self._require_tls_for_peers(request)
         return ok(await self.node.peers.handle_hello(request))
 
     async def peer_handshake(self, request: web.Request) -> web.Response:
+        self._require_tls_for_peers(request)
         return ok(await self.node.peers.handle_handshake(request))
 
     async def peer_block(self, request: web.Request) -> web.Response:

@@ -43,6 +43,7 @@ class Config:
     mempool_per_sender: int = 128
     peer_rate: float = 200.0  # requests per second per peer session (burst: 5 s worth)
     api_rate: float = 5000.0  # requests per second per client address on public routes; 0 = unlimited
+    read_key: Path | None = None  # a follower without a member key fetches blocks signed with this key
     tls_listen: str | None = None  # HOST:PORT for the same API over TLS 1.3 with the node-key certificate
 
     @property
@@ -64,7 +65,7 @@ class Config:
         return f"{'https' if self.tls_listen else 'http'}://{host}:{port}"
 
 
-_PATHS = {"genesis", "data_dir", "key", "grid_signal_file"}
+_PATHS = {"genesis", "data_dir", "key", "grid_signal_file", "read_key"}
 _FLOATS = {"watts_per_core", "power_cap_w", "ban_seconds", "peer_rate", "api_rate"}
 _INTS = {"mine_workers", "verify_workers", "mempool_size", "mempool_per_sender"}
 _STRS = {"listen", "admin_token", "log_level", "public_url", "tls_listen"}
@@ -80,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", help="HOST:PORT to serve the HTTP API on (default 127.0.0.1:8701)")
     p.add_argument("--tls-listen", help="HOST:PORT to serve the API over TLS 1.3 with a certificate of the node "
                                         "key, which peers pin against genesis (needs --key; ADR 012)")
+    p.add_argument("--read-key", type=Path, help="key file of an auditor: a node without a member key fetches "
+                                                 "block bodies from peers signed with it (ADR 012)")
     p.add_argument("--key", type=Path, help="node key file; an authority key makes this node a block producer")
     p.add_argument("--peers", help="comma-separated peer URLs to dial (http://host:port)")
     p.add_argument("--admin-token", help="bearer token for /admin/* (or env KWH_ADMIN_TOKEN)")

@@ -40,6 +40,7 @@ from ledger.keys import DOMAIN_PEER, signing_bytes, verify_ed25519
 from ledger.tx import Tx, decode_tx, encode_tx
 
 from . import tls
+from .access import credential
 from .codes import BAD_REQUEST, RATE_LIMITED, UNAUTHORIZED, ApiError, hex_value
 from .service import LRU, now_ms
 
@@ -552,8 +553,15 @@ class PeerManager:
             raise PeerError(f"GET {path}: not a JSON object")
         return data
 
-    def _auth(self, peer: Peer) -> dict[str, str]:
-        return {"Authorization": f"Bearer {peer.token}"} if peer.token else {}
+    def _auth(self, peer: Peer, path: str = "") -> dict[str, str]:
+        """Our session with the peer; without one, a read credential of --read-key for `path` (a follower
+        that is not a genesis member reads block bodies as an auditor)."""
+        if peer.token:
+            return {"Authorization": f"Bearer {peer.token}"}
+        read_key, node_key = self.node.read_key, peer.key
+        if path and read_key is not None and node_key is not None:
+            return {"Authorization": credential(read_key, self.chain_id, node_key, "GET", path, now_ms())}
+        return {}
 
     # sync -----------------------------------------------------------------------------------------
     async def sync_from(self, peer: Peer) -> None:
@@ -574,8 +582,8 @@ class PeerManager:
 
     async def _fetch(self, peer: Peer, start: int, limit: int = SYNC_BATCH) -> list[Block]:
         """Blocks start.. from the peer; garbage (undecodable, not a chain) bans it."""
-        url = f"{peer.url}/blocks?from={start}&limit={limit}&format=msgpack"
-        async with self.http.get(url, headers=self._auth(peer)) as resp:
+        path = f"/blocks?from={start}&limit={limit}&format=msgpack"
+        async with self.http.get(peer.url + path, headers=self._auth(peer, path)) as resp:
             self._pin(peer, resp, peer.key)
             if resp.status in (401, 403):
                 peer.token = None  # our session went (the peer restarted): handshake again

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from framework import NodeNet, get, height, post_tx, sync_blocks, transfer, wait_until
+from framework import NodeNet, PeerClient, get, height, post_tx, sync_blocks, transfer, wait_until
 from ledger.keys import AccountKey
 from netproxy import ProxyHub
 
@@ -75,3 +75,10 @@ def test_a_relay_that_terminates_tls_with_another_key_is_refused(node_net: Any, 
         assert not get(obs, "/status")["peers"][0]["connected"]
     finally:
         hub.close()
+
+
+def test_a_node_with_tls_takes_peers_over_tls_only(node_net: Any) -> None:
+    net: NodeNet = node_net(authorities=1, observers=0, tls=True, spare_observers=1)
+    (auth,) = net.nodes
+    code, answer = PeerClient(auth, net.spare_keys[0], net.chain_id).handshake()  # on the plain port
+    assert (code, answer["error"]) == (403, "unauthorized") and "over TLS only" in answer["detail"], answer
