@@ -349,19 +349,28 @@ class Api:
             height, block_hash, index = loc
             block = self.chain.block(block_hash)
             assert block is not None
-            self._require_tx(request, block.txs[index])
-            return ok({"txid": txid.hex(), "status": "included", "height": height, "block": block_hash.hex(),
-                       "index": index, "final": self.chain.is_final(height), "tx": tx_json(block.txs[index])})
+            return ok(self._tx_answer(request, block.txs[index], {
+                "txid": txid.hex(), "status": "included", "height": height, "block": block_hash.hex(),
+                "index": index, "final": self.chain.is_final(height)}))
         pending = self.node.mempool.get(txid) or self.node.votes.get(txid)
         if pending is not None:
-            self._require_tx(request, pending)
-            return ok({"txid": txid.hex(), "status": "pending", "tx": tx_json(pending)})
+            return ok(self._tx_answer(request, pending, {"txid": txid.hex(), "status": "pending"}))
         dropped = self.node.mempool.dropped.get(txid)
         if dropped is not None:
-            self._require_tx(request, dropped.tx)
-            return ok({"txid": txid.hex(), "status": "rejected", "reason": dropped.reason, "detail": dropped.detail,
-                       "tx": tx_json(dropped.tx)})
+            return ok(self._tx_answer(request, dropped.tx, {"txid": txid.hex(), "status": "rejected"},
+                                      {"reason": dropped.reason, "detail": dropped.detail}))
         raise ApiError(NOT_FOUND, f"unknown transaction {txid.hex()}")
+
+    def _tx_answer(self, request: web.Request, tx: Tx, where: dict[str, Any],
+                   why: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Where a transaction is (status, block, finality) is public: whoever knows a txid can follow it, as a
+        gateway follows the readings it relays. Its body, and why it was rejected, only for the readers that
+        may see it (_require_tx)."""
+        try:
+            self._require_tx(request, tx)
+        except ApiError:
+            return where
+        return {**where, **(why or {}), "tx": tx_json(tx)}
 
     def _require_tx(self, request: web.Request, tx: Tx) -> None:
         """A transaction is readable by its signer, a reading by its meter's owner, a vote by anyone (votes

@@ -76,7 +76,9 @@ SCHEMAS: dict[str, Any] = {
     "TxStatus": _obj({"txid": HEX, "status": {"type": "string", "enum": ["pending", "included", "rejected"]},
                       "height": INT, "block": HEX, "index": INT, "final": BOOL, "reason": STR, "detail": STR,
                       "tx": _ref("Tx")},
-                     required=["txid", "status", "tx"]),
+                     required=["txid", "status"],
+                     description="tx, reason and detail only for the signer (a reading: the meter's owner), "
+                                 "authorities, auditors and peers (ADR 012); anyone may follow a txid's status"),
     "Account": _obj({"address": ADDR, "coin": INT, "nonce": INT, "next_nonce": INT, "wh": INT, "locked_coin": INT,
                      "locked_wh": INT, "consumed_wh": INT, "redeemed_wh": INT}),
     "Lot": _obj({"lot_id": HEX, "wh": INT, "source": STR, "meter_id": HEX, "producer": ADDR,

@@ -18,6 +18,8 @@ from ledger.keys import AccountKey
 from ledger.tx import Tx, encode_tx
 from node.access import CREDENTIAL_REQUIRED, credential
 
+from .keystore import UnknownKey
+
 DEFAULT_NODE = "http://127.0.0.1:8701"
 ENV_NODE = "KWH_NODE"
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
@@ -247,6 +249,15 @@ class NodeClient:
         return data
 
     def tx(self, txid: str) -> dict[str, Any]:
+        """Where a tx is; its body and a rejection's reason come only to its signer (ADR 012): without them,
+        ask again signed with the wallet's key, if it has one key to choose."""
+        data = self._object(f"/tx/{txid}")
+        if "tx" in data or self._key is not None or self.reader is None:
+            return data
+        try:
+            self._key = self.reader()
+        except UnknownKey:  # several keys and no --name: the public answer is what we have
+            return data
         return self._object(f"/tx/{txid}")
 
     def wait_tx(self, txid: str, timeout: float, poll: float = 0.2) -> dict[str, Any]:

@@ -75,7 +75,7 @@ TABLE = [
     ("/accounts/{a0}", ["a0"]), ("/accounts/{a0}/lots", ["a0"]), ("/accounts/{a0}/history", ["a0"]),
     ("/accounts/{a1}", ["a1"]),
     ("/market/orders?owner={a2}", ["a2"]), ("/trades?party={a3}", ["a3"]), ("/trades?party={a0}", ["a0"]),
-    ("/trades/{trade}", ["a0", "a3"]), ("/tx/{pay}", ["a1"]), ("/tx/{reading}", ["a0"]), ("/tx/{trade}", ["a3"]),
+    ("/trades/{trade}", ["a0", "a3"]), ("/tx/{pay}", "all"), ("/tx/{reading}", "all"), ("/tx/{trade}", "all"),
     ("/market/orders", []), ("/trades", []), ("/blocks?format=msgpack", []), ("/blocks/1?format=msgpack", []),
 ]
 
@@ -148,3 +148,14 @@ def test_a_read_credential_is_good_for_one_request_on_one_node_within_a_minute(n
     for header in ("KWH-Sig key=00", "KWH-Sig " + "x" * 40, read_credential(node, a0, "GET", "/energy")[:-4] + "0000"):
         code, data = _with(node, "/energy", header)
         assert code == 401 and data["error"] == "bad_credential", data
+
+
+@pytest.mark.parametrize("name,readers", [("pay", ["a1"]), ("reading", ["a0"]), ("trade", ["a3"])])
+def test_anyone_follows_a_txid_but_only_its_signer_reads_the_body(net: NodeNet, node: NodeProcess,
+                                                                  seeded: dict[str, Any], name: str,
+                                                                  readers: list[str]) -> None:
+    for role, key in _roles(net, node).items():
+        code, data = _ask(node, f"/tx/{seeded[name]}", key)
+        assert code == 200 and data["status"] == "included" and data["height"] >= 1, (role, data)
+        sees = role in readers or role in ("auditor", "authority")
+        assert ("tx" in data) == sees, (role, data)
