@@ -7,6 +7,7 @@ logged 500 while the node goes on serving.
 """
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import re
@@ -16,7 +17,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from ledger import errors as E
-from ledger.encoding import encode
+from ledger.encoding import decode, encode
 from ledger.errors import Rejected
 from ledger.keys import parse_address
 from ledger.tx import MAX_TX_BYTES, OcmfReading, SignedTx, Tx, Vote, decode_tx
@@ -351,7 +352,7 @@ class Api:
             assert block is not None
             return ok(self._tx_answer(request, block.txs[index], {
                 "txid": txid.hex(), "status": "included", "height": height, "block": block_hash.hex(),
-                "index": index, "final": self.chain.is_final(height)}))
+                "index": index, "final": self.chain.is_final(height)}, height=height))
         pending = self.node.mempool.get(txid) or self.node.votes.get(txid)
         if pending is not None:
             return ok(self._tx_answer(request, pending, {"txid": txid.hex(), "status": "pending"}))
@@ -361,24 +362,38 @@ class Api:
                                       {"reason": dropped.reason, "detail": dropped.detail}))
         raise ApiError(NOT_FOUND, f"unknown transaction {txid.hex()}")
 
+    def _in_history(self, addr: bytes, height: int, txid: bytes) -> bool:
+        """True if the tx at `height` is in the history of `addr` (the index entries of that one block)."""
+        for _key, raw in self.chain.kv.iterate(b"i" + addr + height.to_bytes(8, "big")):
+            if decode(raw)[0] == txid:
+                return True
+        return False
+
     def _tx_answer(self, request: web.Request, tx: Tx, where: dict[str, Any],
-                   why: dict[str, Any] | None = None) -> dict[str, Any]:
+                   why: dict[str, Any] | None = None, height: int | None = None) -> dict[str, Any]:
         """Where a transaction is (status, block, finality) is public: whoever knows a txid can follow it, as a
         gateway follows the readings it relays. Its body, and why it was rejected, only for the readers that
         may see it (_require_tx)."""
         try:
-            self._require_tx(request, tx)
+            self._require_tx(request, tx, height)
         except ApiError:
             return where
         return {**where, **(why or {}), "tx": tx_json(tx)}
 
-    def _require_tx(self, request: web.Request, tx: Tx) -> None:
-        """A transaction is readable by its signer, a reading by its meter's owner, a vote by anyone (votes
-        are consensus data, public like headers), everything by the full-read roles."""
+    def _require_tx(self, request: web.Request, tx: Tx, height: int | None = None) -> None:
+        """A transaction is readable by its signer and the accounts it names, once included by every account
+        whose history it is in (a seller reads the accept of its offer), a reading by its meter's owner, a vote
+        by anyone (votes are consensus data, public like headers), everything by the full-read roles."""
         if isinstance(tx, Vote):
             return
         if isinstance(tx, SignedTx):
-            self._require(request, "a transaction", tx.sender_address)
+            reader: Reader = request.get("reader", PUBLIC_READER)
+            named = [v for v in (getattr(tx.body, f.name) for f in dataclasses.fields(tx.body))
+                     if isinstance(v, bytes) and len(v) == 20]
+            if reader.address is not None and height is not None and not reader.full \
+                    and self._in_history(reader.address, height, tx.txid):
+                return
+            self._require(request, "a transaction", tx.sender_address, *named)
             return
         meter_id = tx.meter_id if isinstance(tx, OcmfReading) else tx.fields.meter_id  # type: ignore[union-attr]
         meter = self.chain.meter(meter_id)

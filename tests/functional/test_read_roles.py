@@ -150,7 +150,8 @@ def test_a_read_credential_is_good_for_one_request_on_one_node_within_a_minute(n
         assert code == 401 and data["error"] == "bad_credential", data
 
 
-@pytest.mark.parametrize("name,readers", [("pay", ["a1"]), ("reading", ["a0"]), ("trade", ["a3"])])
+# the signer and the accounts it names; once included, every account whose history holds it (a0: its offer)
+@pytest.mark.parametrize("name,readers", [("pay", ["a1", "a2"]), ("reading", ["a0"]), ("trade", ["a3", "a0"])])
 def test_anyone_follows_a_txid_but_only_its_signer_reads_the_body(net: NodeNet, node: NodeProcess,
                                                                   seeded: dict[str, Any], name: str,
                                                                   readers: list[str]) -> None:
