@@ -6,8 +6,11 @@ answer is not what the contract says.
 """
 from __future__ import annotations
 
+import functools
+import http.client
 import json
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -22,6 +25,7 @@ from .keystore import UnknownKey
 
 DEFAULT_NODE = "http://127.0.0.1:8701"
 ENV_NODE = "KWH_NODE"
+ENV_NODE_KEY = "KWH_NODE_KEY"  # hex Ed25519 node key: https:// to a node's --tls-listen port, pinned to it
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 NODE_UNREACHABLE = "node_unreachable"
 BAD_RESPONSE = "bad_response"
@@ -53,18 +57,48 @@ def normalize_url(url: str) -> str:
     return url
 
 
+class _PinnedConnection(http.client.HTTPSConnection):
+    """HTTPS to a node's --tls-listen port: no CA, the certificate's key must be the pinned node key."""
+
+    def __init__(self, *args: Any, pin: bytes, **kwargs: Any) -> None:
+        from node.tls import client_context
+        kwargs["context"] = client_context()
+        super().__init__(*args, **kwargs)
+        self.pin = pin
+
+    def connect(self) -> None:
+        from node.tls import certificate_key
+        super().connect()
+        assert isinstance(self.sock, ssl.SSLSocket)
+        key = certificate_key(self.sock.getpeercert(binary_form=True))
+        if key != self.pin:
+            self.sock.close()
+            raise ssl.SSLError(f"the node's TLS key {key.hex()[:16] if key else 'none'}... is not the pinned "
+                               f"{ENV_NODE_KEY} {self.pin.hex()[:16]}...")
+
+
+class _PinnedHandler(urllib.request.HTTPSHandler):
+    def __init__(self, pin: bytes) -> None:
+        super().__init__()
+        self.pin = pin
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(functools.partial(_PinnedConnection, pin=self.pin), req)
+
+
 class NodeClient:
     """Talks to one node; `timeout` bounds each request."""
 
     def __init__(self, url: str, timeout: float = 10.0, fallbacks: tuple[str, ...] | list[str] = (),
                  reader: Callable[[], AccountKey] | None = None,
-                 key_for: Callable[[str], AccountKey | None] | None = None) -> None:
+                 key_for: Callable[[str], AccountKey | None] | None = None, node_key: bytes | None = None) -> None:
         """`reader` gives the key that signs reads of personal data (node/access.py); it is called the first
         time the node asks for a credential (so public reads never unlock a key), then every read is signed."""
         self.url = normalize_url(url)
         self.fallbacks = [normalize_url(u) for u in fallbacks if normalize_url(u) != self.url]
         self.timeout = timeout
         self.reader = reader
+        self._opener = urllib.request.build_opener(_PinnedHandler(node_key)) if node_key else None
         self.key_for = key_for  # the wallet's key of an address, if it holds one: its meters are read signed
         self._key: AccountKey | None = None
         self._identity: tuple[str, str, bytes] | None = None  # (node URL, chain id, node id)
@@ -110,7 +144,9 @@ class NodeClient:
                 req.add_header("Authorization", auth)
             if content_type:
                 req.add_header("Content-Type", content_type)
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            opened = self._opener.open(req, timeout=self.timeout) if self._opener is not None \
+                else urllib.request.urlopen(req, timeout=self.timeout)
+            with opened as resp:
                 raw = resp.read(MAX_ANSWER_BYTES)
                 status = resp.status
         except urllib.error.HTTPError as exc:

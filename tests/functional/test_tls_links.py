@@ -82,3 +82,23 @@ def test_a_node_with_tls_takes_peers_over_tls_only(node_net: Any) -> None:
     (auth,) = net.nodes
     code, answer = PeerClient(auth, net.spare_keys[0], net.chain_id).handshake()  # on the plain port
     assert (code, answer["error"]) == (403, "unauthorized") and "over TLS only" in answer["detail"], answer
+
+
+def test_the_wallet_reads_over_tls_pinned_to_the_node_key(node_net: Any, tmp_path: Any) -> None:
+    import os
+    import subprocess
+
+    from framework import REPO
+    net: NodeNet = node_net(authorities=1, observers=0, tls=True)
+    (auth,) = net.nodes
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KWH_")}
+    env.update(KWH_WALLET_DIR=str(tmp_path / "keys"), KWH_NODE=auth.tls_url)
+
+    def wallet(node_key: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(REPO / ".venv/bin/kwh-wallet"), "--json", *args], capture_output=True, text=True,
+                              timeout=60, env={**env, "KWH_NODE_KEY": node_key}, stdin=subprocess.DEVNULL)
+    ok = wallet(auth.key.public.hex(), "status")
+    assert ok.returncode == 0, ok.stderr
+    wrong = wallet(AccountKey.generate().public.hex(), "status")
+    assert wrong.returncode != 0 and wrong.stdout == "" and len(wrong.stderr.splitlines()) == 1, wrong.stderr
+    assert "is not the pinned KWH_NODE_KEY" in wrong.stderr, wrong.stderr
