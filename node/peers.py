@@ -58,7 +58,6 @@ MAX_JSON_BODY = 16 * 1024
 CHALLENGE_TTL_S = 30.0
 MAX_CHALLENGES = 1024
 MAX_PEERS = 64
-SESSIONS_PER_KEY = 4
 PEER_QUEUE_BLOCKS = 256
 PEER_QUEUE_TXS = 20_000
 JSON_TYPES = ("application/json",)
@@ -267,10 +266,8 @@ class PeerManager:
         if self.banned(key.hex()):
             raise ApiError(UNAUTHORIZED, "banned")
         url = entry[1]
-        # a restarted peer's old sessions go, but a few stay: one node may dial us under several URLs (a
-        # --peers URL and the URL it learned), and each dialer needs its session for /blocks (ADR 012)
-        for t in [t for t, s in self.sessions.items() if s.key == key][:-(SESSIONS_PER_KEY - 1)]:
-            del self.sessions[t]
+        for t in [t for t, s in self.sessions.items() if s.key == key]:
+            del self.sessions[t]  # a restarted peer: its old session goes
         token = secrets.token_urlsafe(24)
         self.sessions[token] = Session(key, url, TokenBucket(self.node.config.peer_rate))
         self.log.info("peer_accepted", key=key.hex()[:16], url=url)
@@ -554,14 +551,14 @@ class PeerManager:
         return data
 
     def _auth(self, peer: Peer, path: str = "") -> dict[str, str]:
-        """Our session with the peer; without one, a read credential of --read-key for `path` (a follower
-        that is not a genesis member reads block bodies as an auditor)."""
-        if peer.token:
-            return {"Authorization": f"Bearer {peer.token}"}
-        read_key, node_key = self.node.read_key, peer.key
+        """For a read of `path` (block bodies, ADR 012): a read credential signed with --read-key (a follower
+        that is not a member reads as an auditor) or our node key (a member, or an authority voted in after
+        genesis that our own chain does not know yet: the peer's does). It does not depend on the session,
+        which one node dialing us under two URLs may have replaced. Else our session, if any."""
+        read_key, node_key = self.node.read_key or self.node.key, peer.key
         if path and read_key is not None and node_key is not None:
             return {"Authorization": credential(read_key, self.chain_id, node_key, "GET", path, now_ms())}
-        return {}
+        return {"Authorization": f"Bearer {peer.token}"} if peer.token else {}
 
     # sync -----------------------------------------------------------------------------------------
     async def sync_from(self, peer: Peer) -> None:
@@ -585,9 +582,6 @@ class PeerManager:
         path = f"/blocks?from={start}&limit={limit}&format=msgpack"
         async with self.http.get(peer.url + path, headers=self._auth(peer, path)) as resp:
             self._pin(peer, resp, peer.key)
-            if resp.status in (401, 403):
-                peer.token = None  # our session went (the peer restarted): handshake again
-                peer.poke.set()
             if resp.status != 200:
                 raise PeerError(f"GET /blocks: HTTP {resp.status}")
             raw = await _read_limited(resp, MAX_BLOCKS_RESPONSE)
