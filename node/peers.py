@@ -14,8 +14,9 @@ can push. A node without a member key still syncs from peers' public routes, it 
 Gossip: new blocks (`POST /peer/block`, canonical bytes) and batches of txs (`POST /peer/txs`, msgpack
 list of tx bytes), deduplicated by seen-sets, through a bounded queue per peer.
 Sync: each peer's `/status` is polled; when it reports more total work (or sends a block whose parent is
-unknown) blocks are fetched in batches with `GET /blocks?from=H&limit=100&format=msgpack` (the next batch
-is fetched while the current one is imported) and imported in order; reorgs happen in Chain.import_block.
+unknown) blocks are fetched in batches with `GET /blocks?from=H&limit=100&format=msgpack`, signed with a read
+credential of the node key or --read-key (node/access.py; the next batch is fetched while the current one is
+imported) and imported in order; reorgs happen in Chain.import_block.
 A peer that sends an invalid block or garbage is disconnected and banned for `ban_seconds`.
 """
 from __future__ import annotations
