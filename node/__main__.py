@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from aiohttp import web
 
@@ -20,22 +20,30 @@ from .config import Config, ConfigError, build_parser, load_config
 from .log import EventLog, bridge_stdlib_logging
 
 
+def _open_stopped(config: Config) -> "tuple[Any, Any] | None":
+    """(genesis, LevelKV) of a stopped node's data dir, or None after one error line (no database, bad
+    genesis, or the database locked by a running node or damaged): for --check-db and --upgrade-db."""
+    from ledger.genesis import Genesis
+    from ledger.store import LevelKV
+    if not (config.data_dir / "CURRENT").exists():
+        print(f"kwh-node: error: {config.data_dir} holds no database", file=sys.stderr)
+        return None
+    try:
+        return Genesis.load(config.genesis), LevelKV(config.data_dir)
+    except Exception as exc:  # noqa: BLE001 - bad genesis, or LevelDB locked by a running node / corrupt
+        print(f"kwh-node: error: cannot open {config.data_dir} with {config.genesis}: {exc}", file=sys.stderr)
+        return None
+
+
 def check_db(config: Config) -> int:
     """`kwh-node --check-db`: the full consistency check of a stopped node's data dir (Chain.check). Reads
     only: an interrupted head move is reported, and the node finishes it when it starts."""
     from ledger.chain import K_TARGET, Chain
-    from ledger.genesis import Genesis
     from ledger.state import _unpack
-    from ledger.store import LevelKV
-    if not (config.data_dir / "CURRENT").exists():
-        print(f"kwh-node: error: {config.data_dir} holds no database", file=sys.stderr)
+    opened = _open_stopped(config)
+    if opened is None:
         return 2
-    try:
-        genesis = Genesis.load(config.genesis)
-        kv = LevelKV(config.data_dir)
-    except Exception as exc:  # noqa: BLE001 - bad genesis, or LevelDB locked by a running node / corrupt
-        print(f"kwh-node: error: cannot open {config.data_dir} with {config.genesis}: {exc}", file=sys.stderr)
-        return 2
+    genesis, kv = opened
     try:
         if kv.get(b"g") is None:
             print(f"kwh-node: error: {config.data_dir} holds no chain", file=sys.stderr)
@@ -66,18 +74,11 @@ def upgrade_db(config: Config, to_height: int | None) -> int:
     """`kwh-node --upgrade-db`: convert a stopped node's schema-1 data dir to schema 2 (ledger/migrate.py),
     then check it. Exit 0 upgraded (or already current), 1 if it cannot be upgraded, 2 if it cannot open."""
     from ledger.chain import SCHEMA_VERSION, Chain
-    from ledger.genesis import Genesis
     from ledger.migrate import UpgradeError, schema_version, upgrade_v1_to_v2
-    from ledger.store import LevelKV
-    if not (config.data_dir / "CURRENT").exists():
-        print(f"kwh-node: error: {config.data_dir} holds no database", file=sys.stderr)
+    opened = _open_stopped(config)
+    if opened is None:
         return 2
-    try:
-        genesis = Genesis.load(config.genesis)
-        kv = LevelKV(config.data_dir)
-    except Exception as exc:  # noqa: BLE001 - bad genesis, or LevelDB locked by a running node / corrupt
-        print(f"kwh-node: error: cannot open {config.data_dir} with {config.genesis}: {exc}", file=sys.stderr)
-        return 2
+    genesis, kv = opened
     try:
         if schema_version(kv) == SCHEMA_VERSION:
             print(f"kwh-node: {config.data_dir} is already at schema version {SCHEMA_VERSION}")
