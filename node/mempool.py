@@ -179,29 +179,22 @@ class Mempool:
         self.remember(victim.tx, MEMPOOL_FULL, "evicted by a transaction paying a higher fee")
 
     def _add_reading(self, tx: MeterReading, now_ms: int) -> None:
-        meter = tx.fields.meter_id
-        pend = self.by_meter.get(meter, {})
-        if pend:
-            last = max(pend)
-            if tx.fields.counter <= last:
-                raise Rejected(E.COUNTER_NOT_INCREASING,
-                               f"counter {tx.fields.counter} <= pending reading's counter {last}")
-            if len(pend) >= self.per_sender:
-                raise Rejected(MEMPOOL_FULL, f"meter has {len(pend)} pending readings (limit {self.per_sender})")
-            self._check_after([self.entries[pend[c]].tx for c in sorted(pend)], tx, now_ms)
-        else:
-            self.chain.check_tx(tx, now_ms)
-        if self.reading_count >= self.max_readings:
-            raise Rejected(MEMPOOL_FULL, f"mempool holds {self.reading_count} readings")
-        self._insert(tx, now_ms)
+        self._add_metered(tx, tx.fields.meter_id, tx.fields.counter, E.COUNTER_NOT_INCREASING,
+                          "counter {slot} <= pending reading's counter {last}", now_ms)
 
     def _add_ocmf(self, tx: OcmfReading, now_ms: int) -> None:
         """Like a native reading: a meter's pending records follow each other (in time, hence paging)."""
-        meter, slot = tx.meter_id, tx.parsed.time_ms
+        self._add_metered(tx, tx.meter_id, tx.parsed.time_ms, E.INTERVAL_OVERLAP,
+                          "a pending record of this meter is not older than this one", now_ms)
+
+    def _add_metered(self, tx: Tx, meter: bytes, slot: int, stale: str, stale_detail: str, now_ms: int) -> None:
+        """A meter's readings queue in order of `slot` (counter, or record time), each judged after the
+        pending ones before it; at most `per_sender` per meter and `max_readings` in all."""
         pend = self.by_meter.get(meter, {})
         if pend:
-            if slot <= max(pend):
-                raise Rejected(E.INTERVAL_OVERLAP, "a pending record of this meter is not older than this one")
+            last = max(pend)
+            if slot <= last:
+                raise Rejected(stale, stale_detail.format(slot=slot, last=last))
             if len(pend) >= self.per_sender:
                 raise Rejected(MEMPOOL_FULL, f"meter has {len(pend)} pending readings (limit {self.per_sender})")
             self._check_after([self.entries[pend[c]].tx for c in sorted(pend)], tx, now_ms)
