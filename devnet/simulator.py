@@ -233,7 +233,11 @@ class Simulator:
 
     def stop_emitting(self) -> None:
         """No new readings from now on; queued ones are still delivered. Tamper rounds that have not begun
-        will not (their meter would never reach its turn); one under way finishes."""
+        will not (their meter would never reach its turn); one under way finishes. What is due by now (at
+        most the end of the simulated span) is read first: the run may stop on the very tick the span ends,
+        before the loop read the day's last interval (every meter then had 95 readings of 96)."""
+        if self.emitting:
+            self._emit(self.clock.now())
         self.emitting = False
         for task, gw in self._rounds:
             if not gw.busy:

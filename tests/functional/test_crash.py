@@ -6,6 +6,8 @@ network's head, and every transaction the network had committed must still be th
 """
 from __future__ import annotations
 
+import re
+
 import random
 import subprocess
 import sys
@@ -142,7 +144,11 @@ def test_sigkill_at_random_moments_loses_nothing(node_net: Any) -> None:
     assert all(v["nonce"] == views[0]["nonce"] and v["coin"] == views[0]["coin"] for v in views), views
     assert all(get(n, "/evidence") == {"evidence": [], "votes": []} for n in net.authorities), \
         "a restarted authority must never sign a second block at a height it already signed"
-    log = victim.log_text()
+    # A worker process the node was spawning when SIGKILL came finds its parent's pipe closed and says so
+    # on the shared log before it exits: that is the kill, not the node. Any other traceback is a failure.
+    log = re.sub(r"Traceback \(most recent call last\):\n  File \"<string>\", line 1, in <module>\n"
+                 r"  File \"[^\"]*multiprocessing/spawn\.py\"(?:(?!Traceback).)*?\nEOFError: Ran out of input\n", "", victim.log_text(),
+                 flags=re.S)
     assert "event=task_failed" not in log and "Traceback" not in log
 
 
