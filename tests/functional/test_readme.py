@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import signal
 import subprocess
@@ -26,8 +25,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from devnet.nodes import pid_alive, port_free
+from devnet.nodes import pid_alive
 from framework import REPO, wait_until
+from test_devnet import free_base_port
 
 pytestmark = pytest.mark.functional
 
@@ -35,15 +35,6 @@ PASSPHRASE = "walkthrough passphrase"
 NODES = 5  # the devnet's default: 4 authorities and 1 observer
 DEVNET_ARGS = "--meters 4 --speed 600 --block-interval-ms 1000 --min-difficulty 16 --window 20"
 KWH = 1000  # Wh
-
-
-def free_base_port(count: int) -> int:
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 60000 - count)
-        if all(port_free("127.0.0.1", base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free port range")
 
 
 def readme_block(marker: str) -> list[str]:
