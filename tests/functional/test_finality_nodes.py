@@ -102,12 +102,16 @@ def test_one_authority_cannot_revert_a_payment_with_hashing(net: NodeNet) -> Non
     assert code == 400 and answer["error"] == "finality_conflict", answer
     # above the finalized block: heavier in hashes than everything after it, lighter in signatures
     head = height(node)
-    recent = fork_block(chain, net, chain.height - 1, difficulty=1 << 16)
+    # a parent whose canonical child came in turn (weight 2): the fork block, out of turn, weighs 1 less.
+    # (Against an out-of-turn child it would tie, and ties go to the lower hash, which hashing can buy.)
+    top = next(h for h in range(chain.height, at, -1)
+               if chain.in_turn(h, chain.block_at(h).header.proposer))
+    recent = fork_block(chain, net, top - 1, difficulty=1 << 16)
     peer2 = PeerClient(net.authorities[2], net.spare_keys[0], net.chain_id)
     assert peer2.handshake()[0] == 200
     peer2.post("/peer/block", recent.encode())
     wait_until(lambda: height(net.authorities[2]) > head, 20, message="the chain goes on")
-    assert get(net.authorities[2], f"/blocks/{chain.height}")["hash"] != recent.hash.hex()
+    assert get(net.authorities[2], f"/blocks/{top}")["hash"] != recent.hash.hex()
     for n in net.nodes:
         assert get(n, f"/tx/{payment.txid.hex()}")["final"] is True
         assert get(n, f"/blocks/{at}")["hash"] == chain.canonical_hash(at).hex()
