@@ -10,8 +10,9 @@ Header rules follow Clique (EIP-225) with a small, bounded proof of work (ADR 00
   * the header hash must be below 2**256 / difficulty, with min_difficulty <= difficulty <= MAX_DIFFICULTY;
     the seal's claimed hashes and energy are bounded by the difficulty and the time since the parent.
 Fork choice: a block weighs 2 in turn and 1 out of turn (authority signatures, never the work a proposer
-chooses to claim); the head is the branch with the most weight, ties to the lower block hash. A block that does not descend from the finalized block is refused
-(`finality_conflict`), so nothing finalized is ever reverted: not by weight, not by a sync, not after a
+chooses to claim); the head is the branch with the most weight, ties to fewer blocks, then to `tie_rank`
+(never to a block hash, which hashing can buy). A block that does not descend from the finalized block is
+refused (`finality_conflict`), so nothing finalized is ever reverted: not by weight, not by a sync, not after a
 restart. Finality itself is state (ledger/consensus.py): votes included in blocks justify and finalize.
 Every block applied or reverted is one atomic batch that also moves the head pointer, so the database is
 consistent after a crash at any point. A head move that takes several batches (applying a stored side
@@ -129,6 +130,12 @@ class _TxFailed(Exception):
         super().__init__(detail)
         self.tx = tx
         self.detail = detail
+
+
+def tie_rank(height: int, proposer: bytes) -> bytes:
+    """Order of two equally heavy tips: a hash of the tip's height and proposer. Nothing a proposer
+    chooses (nonce, difficulty, transactions, timestamp) moves it, so no tie can be bought."""
+    return hashlib.sha256(b"kwh-tie" + height.to_bytes(8, "big") + proposer).digest()
 
 
 def check_seal_claims(block: Block, parent_timestamp_ms: int) -> None:
@@ -438,13 +445,21 @@ class Chain:
                                                 f"block at height {final}")
 
     def _heavier(self, meta: BlockMeta, block_hash: bytes) -> bool:
-        """Fork choice: more weight (authority signatures: 2 in turn, 1 out of turn), then the lower hash;
+        """Fork choice: more weight (authority signatures: 2 in turn, 1 out of turn), then fewer blocks
+        (EIP-3436's rule), then `tie_rank` of the tip's height and proposer, which no proposer can change
+        (a block hash would not do: a proposer buys a lower one with hashing); a tip of the same height
+        and proposer (equivocation) keeps the head, the one seen first;
         never below the finalized block (`_check_finality`). The justified checkpoint is not compared: a
         branch this node has not applied knows only a lower bound of its own, and comparing that kept a
         node that had justified more on a losing branch there for good (ADR 004)."""
-        if meta.total_work != self.head.total_work:
-            return meta.total_work > self.head.total_work
-        return block_hash < self.head_hash
+        head = self.head
+        if meta.total_work != head.total_work:
+            return meta.total_work > head.total_work
+        if block_hash == self.head_hash:
+            return False
+        if meta.height != head.height:  # as much weight in fewer blocks: more of them came in turn
+            return meta.height < head.height
+        return tie_rank(meta.height, meta.proposer) < tie_rank(head.height, head.proposer)
 
     def _move_head(self, target: bytes, origin: bytes | None = None) -> ImportResult:
         """Make the stored block `target`, heavier than the head, the head: revert to the common ancestor

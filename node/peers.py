@@ -464,7 +464,8 @@ class PeerManager:
         peer.last_ok = time.monotonic()
         head = self.chain.head
         if peer.total_work > head.total_work or (peer.total_work == head.total_work and
-                                                 peer.head < self.chain.head_hash.hex()):
+                                                 peer.head != self.chain.head_hash.hex()):
+            # an equally heavy head we lack is fetched too: the chain's tie rule decides, once stored
             if self.chain.meta(bytes.fromhex(peer.head)) is None:
                 await self.sync_from(peer)
 

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from ledger import errors as E
 from ledger.block import Block, BlockHeader, meets_difficulty, mine, pow_hash, seal_block, tx_root_of
-from ledger.chain import MAX_FUTURE_DRIFT_MS, ST_INVALID, Chain
+from ledger.chain import MAX_FUTURE_DRIFT_MS, ST_INVALID, Chain, tie_rank
 from ledger.errors import Rejected
 from ledger.keys import P256_ORDER, AccountKey
 from ledger.testing import CHAIN_ID, GENESIS_MS, MeterState, Net, extend, make_net, make_tx, next_block
@@ -325,17 +325,44 @@ def test_difficulty_and_seal_claims_are_bounded(chain: Chain, net: Net) -> None:
     assert chain.height == 2 and chain.head.cum_hashes < 1 << 63
 
 
-def test_equal_work_tie_goes_to_the_lower_hash(net: Net) -> None:
+def _import_both_ways(net: Net, first: Block, second: Block) -> Iterator[tuple[Chain, str]]:
+    """Each order of arrival: a chain that imported `first` then `second`, and the second's status."""
+    for a, b in ((first, second), (second, first)):
+        chain = net.chain()
+        chain.import_block(a)
+        yield chain, chain.import_block(b).status
+
+
+def test_equal_weight_ties_go_to_the_tie_rank_which_hashing_cannot_buy(net: Net) -> None:
     ref = net.chain()
-    x = next_block(ref, net, proposer=auth(net, 0))  # both out of turn at height 1: work 1 each
+    x = next_block(ref, net, proposer=auth(net, 0))  # both out of turn at height 1: weight 1 each
     y = next_block(ref, net, proposer=auth(net, 2))
-    lower = min(x, y, key=lambda blk: blk.hash)
-    for first, second in ((x, y), (y, x)):
+    winner, loser = sorted((x, y), key=lambda blk: tie_rank(1, blk.header.proposer))
+    difficulty = 2
+    while loser.hash >= winner.hash:  # the loser grinds a lower hash (under the old rule it would win)
+        difficulty *= 2
+        loser = next_block(ref, net, proposer=next(a for a in net.authorities
+                                                   if a.public == loser.header.proposer), difficulty=difficulty)
+    for chain, status in _import_both_ways(net, winner, loser):
+        assert chain.head_hash == winner.hash
+        assert status in ("side", "reorg")
+
+
+def test_equal_weight_in_fewer_blocks_wins_and_a_double_signer_keeps_the_first_seen(net: Net) -> None:
+    ref = net.chain()
+    in_turn = next_block(ref, net)  # weight 2 at height 1
+    ref.import_block(next_block(ref, net, proposer=auth(net, 0)))  # out of turn: weight 1 at height 1
+    second = next_block(ref, net, proposer=auth(net, 1))  # out of turn again: 1 + 1 at height 2
+    for chain, _status in _import_both_ways(net, in_turn, ref.block_at(1)):
+        chain.import_block(second)
+        assert chain.head_hash == in_turn.hash, "as much weight in fewer blocks: more came in turn"
+    a = next_block(net.chain(), net, proposer=auth(net, 0))
+    b = next_block(net.chain(), net, proposer=auth(net, 0), gap_ms=1)  # same proposer and height
+    assert a.hash != b.hash
+    for first, second in ((a, b), (b, a)):
         chain = net.chain()
         chain.import_block(first)
-        status = chain.import_block(second).status
-        assert chain.head_hash == lower.hash
-        assert status == ("reorg" if second is lower else "side")
+        assert chain.import_block(second).status == "side" and chain.head_hash == first.hash
 
 
 def test_equivocation_is_recorded(chain: Chain, net: Net) -> None:
@@ -383,7 +410,7 @@ def test_reorg_to_a_heavier_fork_and_back_restores_state_exactly(net: Net) -> No
     state_a = snapshot(branch_a, (b"s", b"x", b"i", b"k", b"n", b"u", b"H"))
     assert snapshot(main, (b"s", b"x", b"i", b"k", b"n", b"u", b"H")) == state_a
 
-    # B outweighs A at its third block (2 per in-turn block); at its second the two tie (lower hash wins)
+    # B outweighs A at its third block (2 per in-turn block); at its second the two tie (the same proposer at the same height: the head stays)
     results = [main.import_block(blk) for blk in b_blocks]
     reorgs = [r for r in results if r.status == "reorg"]
     assert len(reorgs) == 1 and main.head_hash == b_blocks[-1].hash

@@ -41,7 +41,7 @@ class CrashingKV(LevelKV):
 
 
 def forks(net: Net, bad_tip: bool) -> tuple[list[Block], list[Block]]:
-    """A common block, branch A (2 blocks, light) and branch B (2 blocks, the second one heavy; with
+    """A common block, branch A (2 blocks, the second out of turn) and branch B (2 in-turn blocks; with
     bad_tip its state root is wrong). Both branches move coin, so reverting and applying change state."""
     a_chain, b_chain = net.chain(), net.chain()
     x, y, z = net.accounts[:3]
@@ -49,13 +49,15 @@ def forks(net: Net, bad_tip: bool) -> tuple[list[Block], list[Block]]:
     a_chain.import_block(common)
     b_chain.import_block(common)
     a_blocks = []
-    for amount in (2, 3):
-        blk = next_block(a_chain, net, [make_tx(a_chain, y, Transfer(z.address, amount * COIN))])
+    for amount in (2, 3):  # the second out of turn: A weighs less than B once B has two blocks
+        proposer = None if amount == 2 else next(a for a in net.authorities if a.public == common.header.proposer)
+        blk = next_block(a_chain, net, [make_tx(a_chain, y, Transfer(z.address, amount * COIN))],
+                         proposer=proposer)
         a_chain.import_block(blk)
         a_blocks.append(blk)
     b2 = next_block(b_chain, net, [make_tx(b_chain, z, Transfer(x.address, 5 * COIN))])
     b_chain.import_block(b2)
-    b3 = next_block(b_chain, net, [make_tx(b_chain, x, Transfer(z.address, 7 * COIN))], difficulty=8)
+    b3 = next_block(b_chain, net, [make_tx(b_chain, x, Transfer(z.address, 7 * COIN))])
     if bad_tip:
         import dataclasses
         b3 = mine(next(a for a in net.authorities if a.public == b3.header.proposer),
