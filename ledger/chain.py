@@ -36,6 +36,8 @@ Key layout besides the state (b"s..."):
     e<voter><target height8>                   conflicting-vote evidence: [kind, vote bytes, vote bytes]
     R              target of a head move in progress (absent when none is)
     U              lowest height whose undo data is kept (absent: 1)   M   schema upgrade checkpoint
+    F              the highest finalized height any applied block reached (absent: the head's): no revert
+                   goes to or below it, even when the head's branch has recorded less finality
     j<addr><kind><height8><seq4>   an account's offers, trades, orders (ledger/queries.py)
 """
 from __future__ import annotations
@@ -72,6 +74,7 @@ CUM_LIMIT = (1 << 63) - 1  # running totals saturate here rather than overflow t
 IN_TURN_WEIGHT, OUT_OF_TURN_WEIGHT = 2, 1
 K_TARGET = b"R"  # journal of a head move in progress (see the module docstring)
 K_UNDO_FLOOR = b"U"  # undo data is kept from this height up (Chain.prune_undo)
+K_FINAL_FLOOR = b"F"  # Chain.final_floor, kept across restarts
 ST_STORED, ST_VALID, ST_INVALID = 0, 1, 2
 
 # A verifier checks signatures of many transactions at once (perhaps on several cores) and returns the
@@ -232,7 +235,9 @@ class Chain:
         self._head_header: BlockHeader | None = None
         # the highest finalized height this chain has reached: no revert may go below it (reverting the
         # head loads an older head, whose own record knows less)
-        self.final_floor = max(getattr(self, "final_floor", 0), self.head.finalized)
+        raw_floor = self.kv.get(K_FINAL_FLOOR)
+        self.final_floor = max(getattr(self, "final_floor", 0), self.head.finalized,
+                               decode(raw_floor) if raw_floor is not None else 0)
 
     # reading blocks ------------------------------------------------------------------------------
     def meta(self, block_hash: bytes) -> BlockMeta | None:
@@ -430,7 +435,7 @@ class Chain:
     def _check_finality(self, block: Block, parent: BlockMeta) -> None:
         """Refuse a block that does not descend from the finalized block: walk its branch down to the
         canonical chain (a side branch is short: it starts above the finalized height or is refused)."""
-        final = self.head.finalized
+        final = self.final_floor  # not the head's record alone: a branch above the floor may know less
         if final == 0:
             return
         meta, h = parent, block.header.prev_hash
@@ -594,6 +599,8 @@ class Chain:
         writes[b"u" + bh] = encode(undo)
         writes[b"n" + hb] = bh
         writes[b"H"] = bh
+        if meta.finalized > self.final_floor:  # in the same batch: a restart never knows less
+            writes[K_FINAL_FLOOR] = encode(meta.finalized)
         if stored:
             writes = {**stored, **writes}
         self.kv.write(writes, sync=durable)

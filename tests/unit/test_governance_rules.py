@@ -16,10 +16,10 @@ from ledger.errors import Rejected
 from ledger.keys import AccountKey
 from ledger.state import StateOverlay
 from ledger.store import LevelKV
-from ledger.testing import Net, extend, make_net, make_tx, rejection
+from ledger.testing import Net, extend, make_net, make_tx, next_block, rejection
 from ledger.tx import ADD, COIN, REMOVE, AuthorityVote
 
-from test_finality import vote_round
+from test_finality import extend_by_anyone, vote_round
 
 
 @pytest.fixture
@@ -152,3 +152,61 @@ def test_the_last_guard_refuses_to_revert_a_finalized_block_and_writes_nothing(n
     assert info.value.reason == E.FINALITY_CONFLICT
     assert all_entries(kv) == before
     assert chain.head_hash == block1 and chain.canonical_hash(1) == block1 and chain.height == 1
+
+
+def test_a_branch_from_below_the_floor_is_refused_after_a_reorg_and_after_a_restart(net: Net, tmp_path: Path) -> None:
+    """Block 3 finalizes block 1; then a heavier branch from block 2 whose blocks carry no votes becomes
+    the head: allowed (it descends from block 1), but its own record knows no finalized block. A heavier
+    branch from genesis must still be refused at import, before anything is reverted, and still after
+    the node restarts. Before, import checked the head's record only: the move began, reverted down to
+    block 1, stopped at the last guard with the head stranded there, and after a restart (the floor was
+    kept in memory only) resumed the journaled move and reverted the finalized block."""
+    path = tmp_path / "db"
+    kv = LevelKV(path)
+    chain = Chain(kv, net.genesis)
+    low = net.chain()  # a branch from genesis without votes, built beside it
+    extend(chain, net)
+    block1 = chain.head_hash
+    vote_round(chain, net)
+    vote_round(chain, net)
+    assert chain.head.finalized == 1
+    side = net.chain()
+    for height in (1, 2):
+        side.import_block(chain.block_at(height))
+    out_of_turn = next(a for a in net.authorities if not side.in_turn(3, a.public)
+                       and a.public not in side.recent_signers(side.head_hash))
+    branch = [next_block(side, net, proposer=out_of_turn)]
+    side.import_block(branch[0])
+    branch += [extend_by_anyone(side, net), extend_by_anyone(side, net)]
+    for block in branch:
+        chain.import_block(block)
+    assert chain.head_hash == branch[-1].hash and chain.head.finalized == 0 and chain.final_floor == 1
+
+    conflicting = [extend(low, net, gap_ms=1)] + [extend(low, net) for _ in range(7)]
+    assert low.head.total_work > chain.head.total_work and conflicting[0].hash != block1
+    head = chain.head_hash
+
+    def refused_everywhere(chain: Chain) -> None:
+        """Every block of the conflicting branch is refused (its first for the conflict, the rest then lack
+        their parent), or stored on the side; none moves the head."""
+        reasons = []
+        for block in conflicting:
+            try:
+                chain.import_block(block)
+                reasons.append("")
+            except Rejected as exc:
+                reasons.append(exc.reason)
+            assert chain.head_hash == head and chain.canonical_hash(1) == block1, \
+                f"importing block {block.height} of the conflicting branch moved the head"
+        assert E.FINALITY_CONFLICT in reasons and set(reasons) <= {"", E.FINALITY_CONFLICT, E.UNKNOWN_PARENT}
+
+    refused_everywhere(chain)
+    kv.close()
+    kv = LevelKV(path)
+    try:
+        again = Chain(kv, net.genesis)
+        assert again.final_floor == 1 and again.head_hash == head and again.canonical_hash(1) == block1
+        refused_everywhere(again)
+        assert again.check() == []
+    finally:
+        kv.close()
