@@ -5,6 +5,8 @@ node over keep-alive connections; accepted per second, and submit-to-inclusion l
 by a watcher that follows new blocks.
 sync: a chain of blocks built offline into one node's data dir; a fresh observer syncs it from that
 node, in blocks and transactions per second (compared with transfer_apply on the same mix).
+http_submit_tls and sync_tls: the same over TLS (`--tls-listen`, node-key certificates pinned against
+genesis, ADR 012), as ratios to the plain-HTTP figures of the same run.
 finality: four authority nodes vote; one transfer a block interval, each followed from inclusion to
 finality (blocks and seconds, p50 and p90), and the share of block space the votes take.
 """
@@ -14,6 +16,7 @@ import asyncio
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +33,9 @@ from ledger.keys import AccountKey
 from ledger.store import LevelKV
 from ledger.tx import COIN, Transfer, encode_tx, sign_tx
 from devnet.nodes import stop_process
+from node.access import credential
 from node.keyfile import save_key
+from node.tls import client_context
 
 MSGPACK = {"Content-Type": "application/msgpack"}
 
@@ -45,9 +50,11 @@ class NodeProcess:
     """One `python -m node` on 127.0.0.1 with its own data dir."""
 
     def __init__(self, root: Path, name: str, genesis: Path, key: AccountKey, peers: list[str],
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), tls: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.tls_port = free_port() if tls else None
+        self.tls_url = f"https://127.0.0.1:{self.tls_port}" if tls else None
         self.data = root / name
         self.data.mkdir(parents=True, exist_ok=True)
         key_path = root / f"{name}.key.json"
@@ -56,6 +63,8 @@ class NodeProcess:
                      "--listen", f"127.0.0.1:{self.port}", "--key", str(key_path), "--log-level", "warning"]
         if peers:
             self.args += ["--peers", ",".join(peers)]
+        if self.tls_port is not None:
+            self.args += ["--tls-listen", f"127.0.0.1:{self.tls_port}"]
         self.args += list(extra)
         self.log = open(root / f"{name}.log", "wb")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -88,12 +97,16 @@ async def wait_status(session: aiohttp.ClientSession, url: str, predicate: Any, 
 
 
 async def _submit(url: str, txs: list[bytes], ids: list[bytes], concurrency: int,
-                  block_interval_ms: int) -> dict[str, Any]:
+                  block_interval_ms: int, reader: AccountKey, chain_id: str) -> dict[str, Any]:
     submitted: dict[bytes, float] = {}
     included: dict[bytes, float] = {}
     accepted = 0
     errors: dict[str, int] = {}
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=client_context() if url.startswith("https") else None)
+
+    def signed(path: str) -> dict[str, str]:  # block bodies are for authorities (ADR 012): the watcher is one
+        return {"Authorization": credential(reader, chain_id, reader.public, "GET", path, int(time.time() * 1000))}
+
     async with aiohttp.ClientSession(connector=connector) as session:
         status = await wait_status(session, url, lambda s: s["height"] >= 1, 60)
         start_height = status["height"]
@@ -108,7 +121,7 @@ async def _submit(url: str, txs: list[bytes], ids: list[bytes], concurrency: int
                     h = (await resp.json())["height"]
                 while height < h:
                     height += 1
-                    async with session.get(f"{url}/blocks/{height}") as resp:
+                    async with session.get(f"{url}/blocks/{height}", headers=signed(f"/blocks/{height}")) as resp:
                         block = await resp.json()
                     now = time.perf_counter()
                     for tx in block["txs"]:
@@ -144,7 +157,7 @@ async def _submit(url: str, txs: list[bytes], ids: list[bytes], concurrency: int
             "http_p99_ms": latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan")}
 
 
-def http_submit(quick: bool) -> dict[str, Any]:
+def http_submit(quick: bool, tls: bool = False) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="kwh-bench-http-"))
     block_interval_ms = 1000
     auth = AccountKey.generate()
@@ -161,10 +174,11 @@ def http_submit(quick: bool) -> dict[str, Any]:
             tx = sign_tx(s, genesis.chain_id, n, 1000, Transfer(senders[(i + 1) % len(senders)].address, 1 + n))
             txs.append(encode_tx(tx))
             ids.append(tx.txid)
-    node = NodeProcess(root, "node0", gpath, auth, [])
+    node = NodeProcess(root, "node0", gpath, auth, [], tls=tls)
     node.start()
     try:
-        result = asyncio.run(_submit(node.url, txs, ids, 32, block_interval_ms))
+        result = asyncio.run(_submit(node.tls_url or node.url, txs, ids, 32, block_interval_ms, auth,
+                                     genesis.chain_id))
     finally:
         node.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -196,7 +210,8 @@ def _build_chain(db: Path, genesis: Genesis, auth: AccountKey, senders: list[Acc
     return txcount
 
 
-def sync(quick: bool, transfer_apply_per_s: float, parallel_per_s: float) -> dict[str, Any]:
+def sync(quick: bool, transfer_apply_per_s: float, parallel_per_s: float, tls: bool = False,
+         serial_only: bool = False) -> dict[str, Any]:
     """A fresh observer syncs the chain from scratch, once as configured by default (signatures checked
     in the node process) and once with `--verify-workers 1` (compared with transfer_apply on all cores)."""
     root = Path(tempfile.mkdtemp(prefix="kwh-bench-sync-"))
@@ -211,7 +226,7 @@ def sync(quick: bool, transfer_apply_per_s: float, parallel_per_s: float) -> dic
                       min_difficulty=1, block_interval_ms=interval)
     gpath = root / "genesis.json"
     genesis.save(gpath)
-    source = NodeProcess(root, "source", gpath, auth, [])
+    source = NodeProcess(root, "source", gpath, auth, [], tls=tls)
     txcount = _build_chain(source.data / "db", genesis, auth, senders, blocks, per_block)
     source.start()
 
@@ -225,8 +240,9 @@ def sync(quick: bool, transfer_apply_per_s: float, parallel_per_s: float) -> dic
             return time.perf_counter() - t0
     elapsed: list[float] = []
     try:
-        for name, extra in (("fresh", ()), ("fresh-pool", ("--verify-workers", "1"))):
-            fresh = NodeProcess(root, name, gpath, observer, [source.url], extra)
+        runs = [("fresh", ())] if tls or serial_only else [("fresh", ()), ("fresh-pool", ("--verify-workers", "1"))]
+        for name, extra in runs:
+            fresh = NodeProcess(root, name, gpath, observer, [source.tls_url or source.url], extra)
             try:
                 elapsed.append(asyncio.run(measure(fresh)))
             finally:
@@ -234,6 +250,10 @@ def sync(quick: bool, transfer_apply_per_s: float, parallel_per_s: float) -> dic
     finally:
         source.stop()
         shutil.rmtree(root, ignore_errors=True)
+    if tls:
+        return {"sync_tls_blocks_per_s": blocks / elapsed[0], "sync_tls_tx_per_s": txcount / elapsed[0]}
+    if serial_only:
+        return {"sync_blocks_per_s": blocks / elapsed[0]}
     serial_s, pool_s = elapsed
     return {"sync_blocks": blocks, "sync_blocks_per_s": blocks / serial_s, "sync_tx_per_s": txcount / serial_s,
             "sync_ratio": txcount / serial_s / transfer_apply_per_s,
@@ -322,9 +342,40 @@ def finality(quick: bool) -> dict[str, Any]:
     return result
 
 
+TLS_ROUNDS = 3
+
+
+def tls_figures(quick: bool, plain: dict[str, Any], transfer_apply_per_s: float,
+                parallel_per_s: float) -> dict[str, Any]:
+    """http_submit and sync over TLS, and their ratios to plain HTTP in this run. On a shared machine one
+    run varies by a factor of two or more, so each TLS run is paired with a plain run next to it (the
+    first with the plain figures of `plain`), and the ratio is the median of the pairs' ratios."""
+    submit_plain, submit_tls = [plain["http_submit_per_s"]], []
+    sync_plain, sync_tls = [plain["sync_blocks_per_s"]], []
+    p99 = []
+    for i in range(TLS_ROUNDS):
+        submitted = http_submit(quick, tls=True)
+        submit_tls.append(submitted["http_submit_per_s"])
+        p99.append(submitted["http_p99_ms"])
+        sync_tls.append(sync(quick, transfer_apply_per_s, parallel_per_s, tls=True)["sync_tls_blocks_per_s"])
+        if i < TLS_ROUNDS - 1:
+            submit_plain.append(http_submit(quick)["http_submit_per_s"])
+            sync_plain.append(sync(quick, transfer_apply_per_s, parallel_per_s, serial_only=True)["sync_blocks_per_s"])
+
+    def paired(tls: list[float], plain_runs: list[float]) -> float:
+        return statistics.median(t / p for t, p in zip(tls, plain_runs))
+    return {"http_submit_tls_per_s": statistics.median(submit_tls),
+            "http_submit_tls_ratio": paired(submit_tls, submit_plain),
+            "http_tls_p99_ms": statistics.median(p99), "sync_tls_blocks_per_s": statistics.median(sync_tls),
+            "sync_tls_ratio": paired(sync_tls, sync_plain),
+            "tls_rounds": {"http_submit_plain": submit_plain, "http_submit_tls": submit_tls,
+                           "sync_plain": sync_plain, "sync_tls": sync_tls}}
+
+
 def run(quick: bool, transfer_apply_per_s: float, parallel_per_s: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     out.update(http_submit(quick))
     out.update(sync(quick, transfer_apply_per_s, parallel_per_s))
+    out.update(tls_figures(quick, out, transfer_apply_per_s, parallel_per_s))
     out.update(finality(quick))
     return out

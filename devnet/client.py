@@ -13,6 +13,9 @@ from typing import Any
 
 import aiohttp
 
+from ledger.keys import AccountKey
+from node.access import credential
+
 MSGPACK = "application/msgpack"
 
 
@@ -21,10 +24,15 @@ class NodeUnavailable(Exception):
 
 
 class NodePool:
-    def __init__(self, urls: list[str], timeout_s: float = 5.0, down_s: float = 2.0) -> None:
+    def __init__(self, urls: list[str], timeout_s: float = 5.0, down_s: float = 2.0,
+                 reader: AccountKey | None = None) -> None:
+        """`reader`: the key that signs every request (node/access.py); the devnet reads with an authority's
+        key, so its views and agents see what they need of every account."""
         if not urls:
             raise ValueError("no node URLs")
         self.urls = list(urls)
+        self.reader = reader
+        self._identity: dict[int, tuple[str, bytes]] = {}
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.down_s = down_s
         self.down_until = [0.0] * len(urls)
@@ -60,8 +68,12 @@ class NodePool:
     async def call(self, i: int, method: str, path: str, body: bytes | None = None,
                    content_type: str | None = None) -> tuple[int, Any]:
         """One request to node i: (status, parsed JSON or raw bytes). Raises NodeUnavailable."""
-        headers = {"Content-Type": content_type} if content_type else None
+        headers = {"Content-Type": content_type} if content_type else {}
         try:
+            if self.reader is not None:
+                chain_id, node_id = await self._node_identity(i)
+                headers["Authorization"] = credential(self.reader, chain_id, node_id, method, path,
+                                                      int(time.time() * 1000))
             async with self.session.request(method, self.urls[i] + path, data=body, headers=headers) as resp:
                 raw = await resp.read()
                 if resp.content_type == "application/json":
@@ -71,6 +83,14 @@ class NodePool:
             self.down_until[i] = time.monotonic() + self.down_s
             self.failures += 1
             raise NodeUnavailable(f"{self.urls[i]}: {exc!r}") from None
+
+    async def _node_identity(self, i: int) -> tuple[str, bytes]:
+        """(chain id, node id) that node i's read credentials are bound to, from its public /status."""
+        if i not in self._identity:
+            async with self.session.get(self.urls[i] + "/status") as resp:
+                data = json.loads(await resp.read())
+            self._identity[i] = (data["chain_id"], bytes.fromhex(data["node_key"] or data["genesis"]))
+        return self._identity[i]
 
     async def get(self, path: str, prefer: int = 0) -> tuple[int, Any]:
         """GET from the first node that answers 2xx/4xx; returns (node index, JSON). Raises NodeUnavailable."""

@@ -39,6 +39,9 @@ class LayoutError(ValueError):
     """A devnet directory that cannot be used; the message is one readable line."""
 
 
+TLS_PORT_OFFSET = 100  # a node's TLS port: its API port + this
+
+
 @dataclass
 class NodeSpec:
     name: str
@@ -57,6 +60,19 @@ class NodeSpec:
     @property
     def listen(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def tls_port(self) -> int:
+        """Where the node serves TLS with its node-key certificate; peers dial it (ADR 012)."""
+        return self.port + TLS_PORT_OFFSET
+
+    @property
+    def tls_listen(self) -> str:
+        return f"{self.host}:{self.tls_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"https://{self.host}:{self.tls_port}"
 
 
 @dataclass

@@ -135,9 +135,10 @@ class NodeProc:
         return self.devnet.path(self.spec.log_file)
 
     def args(self) -> list[str]:
-        peers = [n.url for n in self.devnet.nodes if n.name != self.spec.name]
+        # node to node over TLS pinned to the genesis keys; the plain port serves local tools and wallets
+        peers = [n.peer_url for n in self.devnet.nodes if n.name != self.spec.name]
         args = [self.python, "-m", "node", "--genesis", str(self.devnet.genesis_path.resolve()),
-                "--data-dir", str(self.data_dir), "--listen", self.spec.listen,
+                "--data-dir", str(self.data_dir), "--listen", self.spec.listen, "--tls-listen", self.spec.tls_listen,
                 "--key", str(self.devnet.path(self.spec.key_file).resolve()),
                 "--admin-token", self.devnet.admin_token, "--log-level", self.log_level]
         if peers:
@@ -231,7 +232,9 @@ class Supervisor:
         raise KeyError(name)
 
     def busy_ports(self) -> list[str]:
-        return [p.spec.listen for p in self.procs if not port_free(p.spec.host, p.spec.port)]
+        return [listen for p in self.procs for listen, port in ((p.spec.listen, p.spec.port),
+                                                                 (p.spec.tls_listen, p.spec.tls_port))
+                if not port_free(p.spec.host, port)]
 
     def start_all(self, timeout: float = 60.0) -> None:
         """Start every node not running, then wait for each; on failure stop them all and raise."""

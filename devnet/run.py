@@ -63,8 +63,9 @@ class DevnetRun:
         self.devnet = devnet
         self.options = options
         self.supervisor = supervisor
-        self.pool = NodePool(devnet.urls, timeout_s=5.0)
-        self.status_pool = NodePool(devnet.urls, timeout_s=2.0)
+        reader = devnet.node_key(devnet.authorities[0].name)  # reads every account's data (ADR 012)
+        self.pool = NodePool(devnet.urls, timeout_s=5.0, reader=reader)
+        self.status_pool = NodePool(devnet.urls, timeout_s=2.0, reader=reader)
         # never before genesis: the meters are enrolled there, and nothing before it can mint
         genesis_s = devnet.genesis().timestamp_ms / 1000
         self.clock = SimClock(max(sim_start(devnet, options.history_s), genesis_s), options.speed)

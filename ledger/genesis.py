@@ -3,6 +3,7 @@
 Example:
     {"chain_id": "kwh-devnet", "timestamp_ms": 1767225600000,
      "authorities": ["<ed25519 public key hex>", ...], "observers": ["<ed25519 public key hex>", ...],
+     "auditors": ["<ed25519 public key hex>", ...],  (optional: keys that may read every route)
      "allocations": {"kwh...address": "1000000000000"},
      "min_difficulty": 256, "block_interval_ms": 2000, "min_fee": 1000, "max_block_txs": 5000,
      "meters": [{"public": "<compressed P-256 hex>", "owner": "kwh...", "kind": "generation",
@@ -53,14 +54,15 @@ class Genesis:
     min_fee: int = DEFAULT_MIN_FEE
     max_block_txs: int = DEFAULT_MAX_BLOCK_TXS
     meters: tuple[GenesisMeter, ...] = field(default=())
+    auditors: tuple[bytes, ...] = ()  # Ed25519 keys that may read everything (node/access.py); no write power
 
     def __post_init__(self) -> None:
         if not self.chain_id or len(self.chain_id) > 64:
             raise ValueError("chain_id must be 1..64 characters")
         if not self.authorities:
             raise ValueError("genesis needs at least one authority")
-        if any(len(a) != 32 for a in self.authorities + self.observers):
-            raise ValueError("authority and observer keys are 32-byte Ed25519 public keys")
+        if any(len(a) != 32 for a in self.authorities + self.observers + self.auditors):
+            raise ValueError("authority, observer and auditor keys are 32-byte Ed25519 public keys")
         if len(set(self.authorities)) != len(self.authorities):
             raise ValueError("duplicate authority")
         if self.min_difficulty < 1 or self.block_interval_ms < 100 or self.max_block_txs < 1:
@@ -104,6 +106,7 @@ class Genesis:
                                           int(m["rated_w"]), int(m["interval_s"]), m.get("source", "solar"),
                                           int(m["first_start"]) if m.get("first_start") is not None else None)
                              for m in data.get("meters", [])),
+                auditors=tuple(bytes.fromhex(a) for a in data.get("auditors", [])),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"invalid genesis: {exc}") from None
@@ -123,6 +126,8 @@ class Genesis:
                         "rated_w": m.rated_w, "interval_s": m.interval_s, "source": m.source,
                         **({"first_start": m.first_start} if m.first_start is not None else {})}
                        for m in self.meters],
+            # only when there are auditors: the genesis digest of files without the field stays as it was
+            **({"auditors": [a.hex() for a in self.auditors]} if self.auditors else {}),
         }
 
     @classmethod

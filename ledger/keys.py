@@ -26,6 +26,7 @@ DOMAIN_READING = "kwh/reading/v1"
 DOMAIN_BLOCK = "kwh/block/v1"
 DOMAIN_PEER = "kwh/peer/v1"
 DOMAIN_VOTE = "kwh/vote/v1"
+DOMAIN_READ = "kwh/read/v1"  # signed read credentials (node/access.py)
 
 ADDRESS_PREFIX = "kwh"
 ADDRESS_BYTES = 20

@@ -129,15 +129,21 @@ async def serve(argv: Sequence[str] | None = None) -> int:
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host or None, config.port, shutdown_timeout=2.0).start()
+        if config.tls_listen is not None and node.key is not None:
+            from .tls import server_context
+            host, port = config.tls_listen.rsplit(":", 1)
+            await web.TCPSite(runner, host or None, int(port), shutdown_timeout=2.0,
+                              ssl_context=server_context(node.key)).start()
     except OSError as exc:
-        print(f"kwh-node: error: cannot listen on {config.listen}: {exc.strerror or exc}", file=sys.stderr)
+        where = config.listen + (f" / {config.tls_listen}" if config.tls_listen else "")
+        print(f"kwh-node: error: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         await runner.cleanup()
         await node.stop()
         node.close_database()
         return 2
     try:
         await node.start()
-        log.info("listening", url=config.advertised_url, listen=config.listen)
+        log.info("listening", url=config.advertised_url, listen=config.listen, tls_listen=config.tls_listen)
         await stop.wait()
         log.info("stopping", height=node.chain.height)
     finally:

@@ -7,6 +7,7 @@ logged 500 while the node goes on serving.
 """
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import re
@@ -17,12 +18,14 @@ from aiohttp import web
 
 from ledger import errors as E
 from ledger import queries
-from ledger.encoding import encode
+from ledger.encoding import decode, encode
 from ledger.errors import Rejected
 from ledger.keys import parse_address
-from ledger.tx import MAX_TX_BYTES, decode_tx
+from ledger.tx import MAX_TX_BYTES, OcmfReading, SignedTx, Tx, Vote, decode_tx
 
 from .accounting import QUOTE_KINDS
+from .access import (AUDITOR, AUTHORITY, ACCOUNT, CREDENTIAL_REQUIRED, FORBIDDEN, PEER, PUBLIC_READER, SCHEME,
+                     ReadGuard, Reader)
 from .codes import BAD_REQUEST, INTERNAL, NOT_FOUND, RATE_LIMITED, UNAUTHORIZED, ApiError, hex_value, status_of
 from .dashboard import add_dashboard
 from .grid import parse_surplus
@@ -34,7 +37,8 @@ from ledger.ocmf_rules import iterate_ocmf_meters, load_ocmf_meter
 
 from .views import ocmf_meter_json
 from .views import (OFFER_STATUSES, ORDER_STATUSES, TRADE_STATUSES, account_json, block_json, lot_json,
-                    meter_json, movement_json, offer_json, order_json, trade_json, tx_json)
+                    meter_json, movement_json, offer_json, order_json, public_block_json, public_meter_json,
+                    public_ocmf_meter_json, trade_json, tx_json)
 
 MSGPACK = "application/msgpack"
 MAX_TX_BODY = 4 * MAX_TX_BYTES  # hex in JSON doubles the bytes; room for the wrapper
@@ -174,6 +178,8 @@ class Api:
         self.chain = node.chain
         self.log = node.log
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        node_id = node.key.public if node.key is not None else self.chain.genesis_block.hash
+        self.guard = ReadGuard(self.chain.chain_id, node_id, self._role_of)
 
     # app ------------------------------------------------------------------------------------------
     def routes(self) -> list[tuple[str, str, Handler]]:
@@ -181,7 +187,7 @@ class Api:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BLOCK_BODY, middlewares=[self._metered, self._errors,
-                                                                                self._rate_limit])
+                                                                                self._rate_limit, self._reader])
         for method, path, handler in self.routes():
             app.router.add_route(method, path, handler)
         add_dashboard(app, self.node)  # the browser dashboard at / (node/dashboard.py)
@@ -244,6 +250,44 @@ class Api:
                 raise ApiError(RATE_LIMITED, "too many requests; slow down")
         return await handler(request)
 
+    # read roles (node/access.py, docs/adr/adr-012-read-roles.md) -------------------------------------------
+    def _role_of(self, key: bytes) -> str:
+        genesis = self.node.genesis
+        if key in self.chain.authorities:
+            return AUTHORITY
+        if key in genesis.auditors:
+            return AUDITOR
+        if key in genesis.observers or key in genesis.authorities:
+            return PEER  # a member node (or a former authority) follows the chain: it has every block anyway
+        return ACCOUNT
+
+    @web.middleware
+    async def _reader(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Who asks: a KWH-Sig credential (checked, used up) or a peer session; public otherwise. A bad,
+        expired or replayed credential is refused on every route, also where none is needed."""
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith(SCHEME + " ") and not request.path.startswith(("/peer/", "/admin/")):
+            request["reader"] = self.guard.check(auth, request.method, request.raw_path, now_ms())
+        elif self.node.peers.session_key(request) is not None:
+            request["reader"] = Reader(PEER)
+        else:
+            request["reader"] = PUBLIC_READER
+        return await handler(request)
+
+    @staticmethod
+    def _require(request: web.Request, what: str, *owners: bytes | None) -> Reader:
+        """The reader, if it may see data of `owners` (none given: only the full-read roles); else 401 without
+        a credential, 403 with one of another account."""
+        reader: Reader = request.get("reader", PUBLIC_READER)
+        if reader.owns(*owners):
+            return reader
+        if reader.key is None:
+            raise ApiError(CREDENTIAL_REQUIRED, f"{what} is personal data: sign the request with the owner's key "
+                                                f"(Authorization: {SCHEME} ..., see docs/adr/adr-012-read-roles.md)",
+                           401)
+        who = "its owner or an authority or auditor" if owners else "authorities, auditors and peers"
+        raise ApiError(FORBIDDEN, f"{what} is readable by {who}, not by this key", 403)
+
     # chain ----------------------------------------------------------------------------------------
     async def status(self, request: web.Request) -> web.Response:
         node, chain = self.node, self.chain
@@ -272,9 +316,12 @@ class Api:
         raw = self.chain.block_bytes(block_hash) if block_hash is not None else None
         if raw is None:
             raise ApiError(NOT_FOUND, f"no block {ref}")
+        full = request["reader"].full
         if _wants_msgpack(request):
+            self._require(request, "a block body (raw transactions)")
             return web.Response(body=raw, content_type=MSGPACK)
-        return ok(block_json(self.chain.block(block_hash)))  # type: ignore[arg-type]
+        block = self.chain.block(block_hash)  # type: ignore[arg-type]
+        return ok(block_json(block) if full else public_block_json(block))  # type: ignore[arg-type]
 
     async def blocks(self, request: web.Request) -> web.Response:
         start = _int_query(request, "from", 1, 0, 1 << 62)
@@ -283,6 +330,9 @@ class Api:
             start = int.from_bytes(cursor, "big")
         limit = _int_query(request, "limit", MAX_BLOCKS_PER_PAGE, 1, MAX_BLOCKS_PER_PAGE)
         msgpack = _wants_msgpack(request)
+        if msgpack:
+            self._require(request, "block bodies (raw transactions)")
+        shown = block_json if request["reader"].full else public_block_json
         out: list[Any] = []
         size = 0
         for height in range(start, min(start + limit, self.chain.height + 1)):
@@ -293,7 +343,7 @@ class Api:
             if out and size + len(raw) > MAX_PAGE_BYTES:
                 break
             size += len(raw)
-            out.append(raw if msgpack else block_json(self.chain.block(block_hash)))  # type: ignore[arg-type]
+            out.append(raw if msgpack else shown(self.chain.block(block_hash)))  # type: ignore[arg-type]
         if msgpack:
             return web.Response(body=encode(out), content_type=MSGPACK)
         after = start + len(out)
@@ -343,24 +393,66 @@ class Api:
             height, block_hash, index = loc
             block = self.chain.block(block_hash)
             assert block is not None
-            return ok({"txid": txid.hex(), "status": "included", "height": height, "block": block_hash.hex(),
-                       "index": index, "final": self.chain.is_final(height), "tx": tx_json(block.txs[index])})
+            return ok(self._tx_answer(request, block.txs[index], {
+                "txid": txid.hex(), "status": "included", "height": height, "block": block_hash.hex(),
+                "index": index, "final": self.chain.is_final(height)}, height=height))
         pending = self.node.mempool.get(txid) or self.node.votes.get(txid)
         if pending is not None:
-            return ok({"txid": txid.hex(), "status": "pending", "tx": tx_json(pending)})
+            return ok(self._tx_answer(request, pending, {"txid": txid.hex(), "status": "pending"}))
         dropped = self.node.mempool.dropped.get(txid)
         if dropped is not None:
-            return ok({"txid": txid.hex(), "status": "rejected", "reason": dropped.reason, "detail": dropped.detail,
-                       "tx": tx_json(dropped.tx)})
+            return ok(self._tx_answer(request, dropped.tx, {"txid": txid.hex(), "status": "rejected"},
+                                      {"reason": dropped.reason, "detail": dropped.detail}))
         raise ApiError(NOT_FOUND, f"unknown transaction {txid.hex()}")
+
+    def _in_history(self, addr: bytes, height: int, txid: bytes) -> bool:
+        """True if the tx at `height` is in the history of `addr` (the index entries of that one block)."""
+        for _key, raw in self.chain.kv.iterate(b"i" + addr + height.to_bytes(8, "big")):
+            if decode(raw)[0] == txid:
+                return True
+        return False
+
+    def _tx_answer(self, request: web.Request, tx: Tx, where: dict[str, Any],
+                   why: dict[str, Any] | None = None, height: int | None = None) -> dict[str, Any]:
+        """Where a transaction is (status, block, finality) is public: whoever knows a txid can follow it, as a
+        gateway follows the readings it relays. Its body, and why it was rejected, only for the readers that
+        may see it (_require_tx)."""
+        try:
+            self._require_tx(request, tx, height)
+        except ApiError:
+            return where
+        return {**where, **(why or {}), "tx": tx_json(tx)}
+
+    def _require_tx(self, request: web.Request, tx: Tx, height: int | None = None) -> None:
+        """A transaction is readable by its signer and the accounts it names, once included by every account
+        whose history it is in (a seller reads the accept of its offer), a reading by its meter's owner, a vote
+        by anyone (votes are consensus data, public like headers), everything by the full-read roles."""
+        if isinstance(tx, Vote):
+            return
+        if isinstance(tx, SignedTx):
+            reader: Reader = request.get("reader", PUBLIC_READER)
+            named = [v for v in (getattr(tx.body, f.name) for f in dataclasses.fields(tx.body))
+                     if isinstance(v, bytes) and len(v) == 20]
+            if reader.address is not None and height is not None and not reader.full \
+                    and self._in_history(reader.address, height, tx.txid):
+                return
+            self._require(request, "a transaction", tx.sender_address, *named)
+            return
+        meter_id = tx.meter_id if isinstance(tx, OcmfReading) else tx.fields.meter_id  # type: ignore[union-attr]
+        meter = self.chain.meter(meter_id)
+        ocmf = load_ocmf_meter(self.chain.kv, meter_id) if meter is None else None
+        owner = meter.owner if meter is not None else ocmf.owner if ocmf is not None else None
+        self._require(request, "a meter reading", owner)
 
     # accounts -------------------------------------------------------------------------------------
     async def account(self, request: web.Request) -> web.Response:
         addr = _address(request.match_info["addr"])
+        self._require(request, "an account's balances", addr)
         return ok(account_json(addr, self.chain.account(addr), self.node.mempool.next_nonce(addr)))
 
     async def account_lots(self, request: web.Request) -> web.Response:
         addr = _address(request.match_info["addr"])
+        self._require(request, "an account's lots", addr)
         cursor, limit = _page_query(request)
         if cursor is not None and len(cursor) != 24:
             raise ApiError(BAD_REQUEST, "cursor must be the `next` value of an earlier page")
@@ -372,6 +464,7 @@ class Api:
 
     async def account_history(self, request: web.Request) -> web.Response:
         addr = _address(request.match_info["addr"])
+        self._require(request, "an account's history", addr)
         cursor, limit = _page_query(request, 50)
         page = queries.history(self.chain.kv, addr, cursor, limit)
         return _paged("history", [{"height": h, "txid": txid.hex(), "kind": kind, "final": self.chain.is_final(h)}
@@ -379,21 +472,24 @@ class Api:
 
     # meters and lots ------------------------------------------------------------------------------
     async def meters(self, request: web.Request) -> web.Response:
+        reader: Reader = request["reader"]
         cursor, limit = _page_query(request)
         page = queries.meters(self.chain.kv, cursor, limit)
-        return _paged("meters", [meter_json(meter_id, m) for meter_id, m in page.items], page.next)
+        return _paged("meters", [meter_json(meter_id, m) if reader.owns(m.owner) else public_meter_json(meter_id, m)
+                                 for meter_id, m in page.items], page.next)
 
     async def meter(self, request: web.Request) -> web.Response:
         meter_id = hex_value(request.match_info["meter_id"], 16, "meter_id")
         m = self.chain.meter(meter_id)
         if m is None:
             raise ApiError(NOT_FOUND, f"no meter {meter_id.hex()}")
-        return ok(meter_json(meter_id, m))
+        return ok(meter_json(meter_id, m) if request["reader"].owns(m.owner) else public_meter_json(meter_id, m))
 
     async def ocmf_meters(self, request: web.Request) -> web.Response:
+        reader: Reader = request["reader"]
         out = []
         for meter_id, m in iterate_ocmf_meters(self.chain.kv):
-            out.append(ocmf_meter_json(meter_id, m))
+            out.append(ocmf_meter_json(meter_id, m) if reader.owns(m.owner) else public_ocmf_meter_json(meter_id, m))
             if len(out) >= MAX_LIST:
                 break
         return ok({"meters": out})
@@ -403,7 +499,8 @@ class Api:
         m = load_ocmf_meter(self.chain.kv, meter_id)
         if m is None:
             raise ApiError(NOT_FOUND, f"no OCMF meter {meter_id.hex()}")
-        return ok(ocmf_meter_json(meter_id, m))
+        shown = ocmf_meter_json if request["reader"].owns(m.owner) else public_ocmf_meter_json
+        return ok(shown(meter_id, m))
 
     async def lot(self, request: web.Request) -> web.Response:
         lot_id = hex_value(request.match_info["lot_id"], 24, "lot_id")
@@ -412,7 +509,11 @@ class Api:
             raise ApiError(NOT_FOUND, f"no lot {lot_id.hex()}")
         cursor, limit = _page_query(request)
         page = queries.lot_movements(self.chain.kv, lot_id, cursor, limit)
-        return _paged("movements", [movement_json(m) for m in page.items], page.next, lot=lot_json(lot_id, lot))
+        reader: Reader = request["reader"]
+        parties = {lot.producer} | {m[1] for m in page.items} | {m[2] for m in page.items}
+        # provenance (meter, producer, source, interval) is public; who held the Wh afterwards is not
+        movements = [movement_json(m) for m in page.items] if reader.owns(*parties) else []
+        return _paged("movements", movements, page.next if movements else None, lot=lot_json(lot_id, lot))
 
     # market ---------------------------------------------------------------------------------------
     async def offers(self, request: web.Request) -> web.Response:
@@ -443,6 +544,8 @@ class Api:
 
     async def orders(self, request: web.Request) -> web.Response:
         owner = _address_query(request, "owner")
+        self._require(request, "orders" if owner is None else "an account's orders",
+                      *(() if owner is None else (owner,)))
         status = _status_query(request, ORDER_STATUSES)
         cursor, limit = _page_query(request)
         page = queries.orders(self.chain.kv, cursor, limit, status, owner)
@@ -451,6 +554,8 @@ class Api:
 
     async def trades(self, request: web.Request) -> web.Response:
         party = _address_query(request, "party")
+        self._require(request, "trades" if party is None else "an account's trades",
+                      *(() if party is None else (party,)))
         status = _status_query(request, TRADE_STATUSES)
         cursor, limit = _page_query(request)
         page = queries.trades(self.chain.kv, cursor, limit, status, party)
@@ -462,6 +567,7 @@ class Api:
         t = self.chain.trade(trade_id)
         if t is None:
             raise ApiError(NOT_FOUND, f"no trade {trade_id.hex()}")
+        self._require(request, "a trade", t.seller, t.buyer)
         return ok(trade_json(trade_id, t, self.chain.head.finalized))
 
     # energy and operations ------------------------------------------------------------------------
@@ -543,10 +649,19 @@ class Api:
         return ok(self.node.set_grid_signal(surplus, "api"))
 
     # peers ----------------------------------------------------------------------------------------
+    def _require_tls_for_peers(self, request: web.Request) -> None:
+        """A node that serves TLS (--tls-listen) takes peers only there: no session token in the clear."""
+        if self.node.config.tls_listen and (request.transport is None
+                                            or request.transport.get_extra_info("ssl_object") is None):
+            raise ApiError(UNAUTHORIZED,
+                           f"this node takes peers over TLS only: dial https://{self.node.config.tls_listen}")
+
     async def peer_hello(self, request: web.Request) -> web.Response:
+        self._require_tls_for_peers(request)
         return ok(await self.node.peers.handle_hello(request))
 
     async def peer_handshake(self, request: web.Request) -> web.Response:
+        self._require_tls_for_peers(request)
         return ok(await self.node.peers.handle_handshake(request))
 
     async def peer_block(self, request: web.Request) -> web.Response:

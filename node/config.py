@@ -44,6 +44,8 @@ class Config:
     peer_rate: float = 200.0  # requests per second per peer session (burst: 5 s worth)
     api_rate: float = 5000.0  # requests per second per client address on public routes; 0 = unlimited
     archive: bool = False  # keep the undo data of finalized blocks (by default it is dropped: nothing reverts them)
+    read_key: Path | None = None  # a follower without a member key fetches blocks signed with this key
+    tls_listen: str | None = None  # HOST:PORT for the same API over TLS 1.3 with the node-key certificate
 
     @property
     def host(self) -> str:
@@ -57,16 +59,17 @@ class Config:
     def advertised_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
-        host = self.host
+        listen = self.tls_listen or self.listen  # with TLS, peers dial the TLS port back
+        host, port = listen.rsplit(":", 1)
         if host in ("", "0.0.0.0", "::", "[::]"):
             host = "127.0.0.1"
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls_listen else 'http'}://{host}:{port}"
 
 
-_PATHS = {"genesis", "data_dir", "key", "grid_signal_file"}
+_PATHS = {"genesis", "data_dir", "key", "grid_signal_file", "read_key"}
 _FLOATS = {"watts_per_core", "power_cap_w", "ban_seconds", "peer_rate", "api_rate"}
 _INTS = {"mine_workers", "verify_workers", "mempool_size", "mempool_per_sender"}
-_STRS = {"listen", "admin_token", "log_level", "public_url"}
+_STRS = {"listen", "admin_token", "log_level", "public_url", "tls_listen"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--genesis", type=Path, help="genesis JSON file")
     p.add_argument("--data-dir", type=Path, help="LevelDB directory of this node (created if missing)")
     p.add_argument("--listen", help="HOST:PORT to serve the HTTP API on (default 127.0.0.1:8701)")
+    p.add_argument("--tls-listen", help="HOST:PORT to serve the API over TLS 1.3 with a certificate of the node "
+                                        "key, which peers pin against genesis (needs --key; ADR 012)")
+    p.add_argument("--read-key", type=Path, help="key file of an auditor: a node without a member key fetches "
+                                                 "block bodies from peers signed with it (ADR 012)")
     p.add_argument("--key", type=Path, help="node key file; an authority key makes this node a block producer")
     p.add_argument("--peers", help="comma-separated peer URLs to dial (http://host:port)")
     p.add_argument("--admin-token", help="bearer token for /admin/* (or env KWH_ADMIN_TOKEN)")
@@ -175,6 +182,12 @@ def check_config(c: Config) -> None:
     host, sep, port = c.listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"--listen must be HOST:PORT, got {c.listen!r}")
+    if c.tls_listen is not None:
+        host, sep, port = c.tls_listen.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"--tls-listen must be HOST:PORT, got {c.tls_listen!r}")
+        if c.key is None:
+            raise ConfigError("--tls-listen needs --key: the certificate is made of the node key")
     for url in c.peers + ([c.public_url] if c.public_url else []):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:

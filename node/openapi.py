@@ -56,7 +56,8 @@ def _page(name: str, key: str, **more: Any) -> dict[str, Any]:
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": {"type": "string", "description": "machine-readable reason (ledger/errors.py, "
                                                              "not_found, bad_request, unauthorized, rate_limited, "
-                                                             "mempool_full)"},
+                                                             "mempool_full, credential_required, bad_credential, "
+                                                             "credential_expired, credential_replayed, forbidden)"},
                    "detail": STR}, additionalProperties=False),
     "Tx": _obj({"txid": HEX, "kind": {"type": "string", "description": "transfer, transfer_wh, enroll_meter, "
                                       "revoke_meter, redeem, post_offer, accept_offer, deliver, cancel_offer, "
@@ -71,7 +72,11 @@ SCHEMAS: dict[str, Any] = {
                            "and the raw record."),
     "Block": _obj({"hash": HEX, "height": INT, "prev_hash": HEX, "timestamp_ms": INT, "proposer": HEX,
                    "tx_root": HEX, "state_root": HEX, "difficulty": INT, "nonce": INT, "hashes": INT,
-                   "energy_mj": INT, "energy_estimated": BOOL, "txs": {"type": "array", "items": _ref("Tx")}}),
+                   "energy_mj": INT, "energy_estimated": BOOL, "txs": {"type": "array", "items": _ref("Tx")},
+                   "tx_count": INT},
+                  required=["hash", "height", "prev_hash", "timestamp_ms", "proposer", "tx_root", "state_root",
+                            "difficulty", "nonce", "hashes", "energy_mj", "energy_estimated", "txs"],
+                  description="Readers without the full-read role get txs [] and tx_count (ADR 012)"),
     "Peer": _obj({"url": STR, "key": {**HEX, "nullable": True}, "height": INT, "connected": BOOL},
                  required=["url", "key", "height"]),
     "Status": _obj({"chain_id": STR, "genesis": HEX, "height": INT, "head": HEX, "total_work": INT,
@@ -82,7 +87,9 @@ SCHEMAS: dict[str, Any] = {
     "TxStatus": _obj({"txid": HEX, "status": {"type": "string", "enum": ["pending", "included", "rejected"]},
                       "height": INT, "block": HEX, "index": INT, "final": BOOL, "reason": STR, "detail": STR,
                       "tx": _ref("Tx")},
-                     required=["txid", "status", "tx"]),
+                     required=["txid", "status"],
+                     description="tx, reason and detail only for the signer (a reading: the meter's owner), "
+                                 "authorities, auditors and peers (ADR 012); anyone may follow a txid's status"),
     "Account": _obj({"address": ADDR, "coin": INT, "nonce": INT, "next_nonce": INT, "wh": INT, "locked_coin": INT,
                      "locked_wh": INT, "consumed_wh": INT, "redeemed_wh": INT, "open_offers": INT,
                      "open_orders": INT}),
@@ -93,13 +100,20 @@ SCHEMAS: dict[str, Any] = {
                       "wh": INT, "kind": STR}),
     "Meter": _obj({"meter_id": HEX, "public": HEX, "owner": ADDR, "kind": STR, "rated_w": INT, "interval_s": INT,
                    "source": STR, "active": BOOL, "counter": INT, "next_start": INT, "export_register": INT,
-                   "import_register": INT, "minted_wh": INT, "consumed_wh": INT, "enrolled_height": INT}),
+                   "import_register": INT, "minted_wh": INT, "consumed_wh": INT, "enrolled_height": INT},
+                  required=["meter_id", "public", "owner", "kind", "rated_w", "interval_s", "source", "active",
+                            "enrolled_height"],
+                  description="counter, registers, next_start, minted_wh and consumed_wh only for the owner, "
+                              "authorities and auditors (ADR 012)"),
     "OcmfMeter": _obj({"meter_id": HEX, "serial": STR, "public_key": HEX, "curve": STR, "owner": ADDR, "kind": STR,
                        "mint_register": STR, "consume_register": STR, "rated_w": INT, "source": STR,
                        "active": BOOL, "enrolled_ms": INT, "enrolled_height": INT, "last_paging_t": INT,
                        "last_paging_f": INT, "last_time_ms": INT, "mint_register_mwh": INT,
                        "consume_register_mwh": INT, "minted_wh": INT, "consumed_wh": INT, "records": INT,
-                       "last_reading": STR}),
+                       "last_reading": STR},
+                      required=["meter_id", "serial", "public_key", "curve", "owner", "kind", "rated_w", "source",
+                                "active", "enrolled_ms", "enrolled_height"],
+                      description="registers, paging and readings only for the owner, authorities and auditors"),
     "Offer": _obj({"offer_id": HEX, "seller": ADDR, "wh": INT, "remaining": INT, "price_per_wh": INT,
                    "window_start": INT, "window_end": INT, "source": STR, "status": STR, "height": INT}),
     "Order": _obj({"order_id": HEX, "owner": ADDR, "side": {"type": "string", "enum": ["buy", "sell"]},
@@ -163,7 +177,9 @@ SCHEMAS: dict[str, Any] = {
 
 MSGPACK_BYTES = {"application/msgpack": {"schema": {"type": "string", "format": "binary"}}}
 ERRORS = {code: {"description": text, "content": {"application/json": {"schema": _ref("Error")}}}
-          for code, text in (("400", "bad input (reason in error)"), ("403", "not allowed"),
+          for code, text in (("400", "bad input (reason in error)"),
+                                             ("401", "personal data: no read credential, or a bad, expired or "
+                                                     "replayed one (ADR 012)"), ("403", "not allowed"),
                              ("404", "not found"), ("409", "conflicts with state or mempool"),
                              ("413", "body too large"), ("429", "rate limited"))}
 

@@ -14,8 +14,9 @@ can push. A node without a member key still syncs from peers' public routes, it 
 Gossip: new blocks (`POST /peer/block`, canonical bytes) and batches of txs (`POST /peer/txs`, msgpack
 list of tx bytes), deduplicated by seen-sets, through a bounded queue per peer.
 Sync: each peer's `/status` is polled; when it reports more total work (or sends a block whose parent is
-unknown) blocks are fetched in batches with `GET /blocks?from=H&limit=100&format=msgpack` (the next batch
-is fetched while the current one is imported) and imported in order; reorgs happen in Chain.import_block.
+unknown) blocks are fetched in batches with `GET /blocks?from=H&limit=100&format=msgpack`, signed with a read
+credential of the node key or --read-key (node/access.py; the next batch is fetched while the current one is
+imported) and imported in order; reorgs happen in Chain.import_block.
 A peer that sends an invalid block or garbage is disconnected and banned for `ban_seconds`.
 """
 from __future__ import annotations
@@ -39,6 +40,8 @@ from ledger.errors import Rejected
 from ledger.keys import DOMAIN_PEER, signing_bytes, verify_ed25519
 from ledger.tx import Tx, decode_tx, encode_tx
 
+from . import tls
+from .access import credential
 from .codes import BAD_REQUEST, RATE_LIMITED, UNAUTHORIZED, ApiError, hex_value
 from .service import LRU, now_ms
 
@@ -152,7 +155,10 @@ class PeerManager:
         self.seen_txs = LRU(200_000)
         self.syncing = False
         self.initial_done = asyncio.Event()
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=3, sock_read=30))
+        # https peers: TLS 1.3, the certificate's key pinned against genesis in _pin (node/tls.py)
+        self.connector = tls.PinnedConnector(lambda: node.members)
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=3, sock_read=30),
+                                          connector=self.connector)
         interval_s = node.chain.params.block_interval_ms / 1000
         self.poll_s = min(5.0, max(0.25, interval_s))
 
@@ -469,6 +475,18 @@ class PeerManager:
             if self.chain.meta(bytes.fromhex(peer.head)) is None:
                 await self.sync_from(peer)
 
+    def _pin(self, peer: Peer, resp: aiohttp.ClientResponse, expected: bytes | None) -> bytes | None:
+        """On an https peer: the key of its TLS certificate, which must be a genesis member and, once the
+        peer's key is known, that key. Anything else refuses the peer (a relay or an impostor). None on http."""
+        if not peer.url.startswith("https://"):
+            return None
+        key = self.connector.response_key(resp)
+        if key is None or key not in self.node.members or (expected is not None and key != expected):
+            peer.refused_until = time.monotonic() + 300
+            self.log.info("peer_tls_refused", peer=peer.url, cert_key=key.hex()[:16] if key else None)
+            raise PeerError("peer's TLS certificate is not of its genesis node key")
+        return key
+
     def _refused(self, peer: Peer, status: int, data: dict[str, Any]) -> None:
         """The peer answered our handshake with an error: try it again in a while."""
         peer.refused_until = time.monotonic() + 30
@@ -481,6 +499,7 @@ class PeerManager:
         hello = {"chain_id": self.chain_id, "key": me.public.hex(), "url": self.node.config.advertised_url,
                  "challenge": mine.hex()}
         async with self.http.post(peer.url + "/peer/hello", json=hello) as resp:
+            cert_key = self._pin(peer, resp, None)
             data = await _json_answer(resp)
             if resp.status != 200:
                 self._refused(peer, resp.status, data)
@@ -495,6 +514,9 @@ class PeerManager:
         if their_key not in self.node.members:
             peer.refused_until = time.monotonic() + 300
             raise PeerError("peer's key is not an authority or observer in genesis")
+        if cert_key is not None and cert_key != their_key:
+            peer.refused_until = time.monotonic() + 300
+            raise PeerError("peer's TLS certificate and handshake name different keys")
         if not verify_ed25519(their_key, signature, _peer_message(self.chain_id, mine, me.public)):
             self.ban(peer.url, "peer failed to prove its key in the handshake")
             raise PeerError("peer's handshake signature does not verify")
@@ -503,6 +525,7 @@ class PeerManager:
         answer = {"key": me.public.hex(), "challenge": theirs.hex(),
                   "signature": me.sign(_peer_message(self.chain_id, theirs, their_key)).hex()}
         async with self.http.post(peer.url + "/peer/handshake", json=answer) as resp:
+            self._pin(peer, resp, their_key)
             data = await _json_answer(resp)
             if resp.status != 200:
                 self._refused(peer, resp.status, data)
@@ -520,6 +543,7 @@ class PeerManager:
 
     async def _get_json(self, peer: Peer, path: str) -> dict[str, Any]:
         async with self.http.get(peer.url + path, headers=self._auth(peer)) as resp:
+            self._pin(peer, resp, peer.key)
             if resp.status != 200:
                 raise PeerError(f"GET {path}: HTTP {resp.status}")
             raw = await _read_limited(resp, 1024 * 1024)
@@ -528,7 +552,14 @@ class PeerManager:
             raise PeerError(f"GET {path}: not a JSON object")
         return data
 
-    def _auth(self, peer: Peer) -> dict[str, str]:
+    def _auth(self, peer: Peer, path: str = "") -> dict[str, str]:
+        """For a read of `path` (block bodies, ADR 012): a read credential signed with --read-key (a follower
+        that is not a member reads as an auditor) or our node key (a member, or an authority voted in after
+        genesis that our own chain does not know yet: the peer's does). It does not depend on the session,
+        which one node dialing us under two URLs may have replaced. Else our session, if any."""
+        read_key, node_key = self.node.read_key or self.node.key, peer.key
+        if path and read_key is not None and node_key is not None:
+            return {"Authorization": credential(read_key, self.chain_id, node_key, "GET", path, now_ms())}
         return {"Authorization": f"Bearer {peer.token}"} if peer.token else {}
 
     # sync -----------------------------------------------------------------------------------------
@@ -550,8 +581,9 @@ class PeerManager:
 
     async def _fetch(self, peer: Peer, start: int, limit: int = SYNC_BATCH) -> list[Block]:
         """Blocks start.. from the peer; garbage (undecodable, not a chain) bans it."""
-        url = f"{peer.url}/blocks?from={start}&limit={limit}&format=msgpack"
-        async with self.http.get(url, headers=self._auth(peer)) as resp:
+        path = f"/blocks?from={start}&limit={limit}&format=msgpack"
+        async with self.http.get(peer.url + path, headers=self._auth(peer, path)) as resp:
+            self._pin(peer, resp, peer.key)
             if resp.status != 200:
                 raise PeerError(f"GET /blocks: HTTP {resp.status}")
             raw = await _read_limited(resp, MAX_BLOCKS_RESPONSE)

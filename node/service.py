@@ -75,6 +75,12 @@ class Node:
                 self.key = load_key(config.key)
             except ValueError as exc:
                 raise StartupError(str(exc)) from None
+        self.read_key: AccountKey | None = None  # signs a follower's block fetches (an auditor's key, ADR 012)
+        if config.read_key is not None:
+            try:
+                self.read_key = load_key(config.read_key)
+            except ValueError as exc:
+                raise StartupError(str(exc)) from None
         self.verifier: Any = inline_verifier
         if config.verify_workers > 0:
             from .verify import PoolVerifier

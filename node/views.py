@@ -58,12 +58,24 @@ def tx_json(tx: Tx) -> dict[str, Any]:
 
 
 def block_json(block: Block) -> dict[str, Any]:
+    out = block_json_header(block)
+    out["txs"] = [tx_json(tx) for tx in block.txs]
+    return out
+
+
+def public_block_json(block: Block) -> dict[str, Any]:
+    """A block for readers who may not see transactions: the header, the seal and how many txs it holds."""
+    out = block_json_header(block)
+    out.update({"txs": [], "tx_count": len(block.txs)})
+    return out
+
+
+def block_json_header(block: Block) -> dict[str, Any]:
     h, s = block.header, block.seal
     return {"hash": block.hash.hex(), "height": h.height, "prev_hash": h.prev_hash.hex(),
             "timestamp_ms": h.timestamp_ms, "proposer": h.proposer.hex(), "tx_root": h.tx_root.hex(),
             "state_root": h.state_root.hex(), "difficulty": h.difficulty, "nonce": h.nonce, "hashes": s.hashes,
-            "energy_mj": s.energy_mj, "energy_estimated": s.energy_estimated,
-            "txs": [tx_json(tx) for tx in block.txs]}
+            "energy_mj": s.energy_mj, "energy_estimated": s.energy_estimated}
 
 
 def account_json(addr: bytes, acct: Account, next_nonce: int) -> dict[str, Any]:
@@ -97,6 +109,23 @@ def meter_json(meter_id: bytes, m: Meter) -> dict[str, Any]:
             "counter": m.counter, "next_start": m.next_start, "export_register": m.export_register,
             "import_register": m.import_register, "minted_wh": m.minted_wh, "consumed_wh": m.consumed_wh,
             "enrolled_height": m.enrolled_height}
+
+
+# What anyone may see of a meter: that it is enrolled, whose it is and what it is, never its readings.
+PUBLIC_METER_FIELDS = ("meter_id", "public", "owner", "kind", "rated_w", "interval_s", "source", "active",
+                       "enrolled_height")
+PUBLIC_OCMF_METER_FIELDS = ("meter_id", "serial", "public_key", "curve", "owner", "kind", "rated_w", "source",
+                            "active", "enrolled_ms", "enrolled_height")
+
+
+def public_meter_json(meter_id: bytes, m: Meter) -> dict[str, Any]:
+    full = meter_json(meter_id, m)
+    return {k: full[k] for k in PUBLIC_METER_FIELDS}
+
+
+def public_ocmf_meter_json(meter_id: bytes, m: OcmfMeter) -> dict[str, Any]:
+    full = ocmf_meter_json(meter_id, m)
+    return {k: full[k] for k in PUBLIC_OCMF_METER_FIELDS}
 
 
 def ocmf_meter_json(meter_id: bytes, m: OcmfMeter) -> dict[str, Any]:

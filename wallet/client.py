@@ -6,18 +6,26 @@ answer is not what the contract says.
 """
 from __future__ import annotations
 
+import functools
+import http.client
 import json
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import Any, Callable
 
+from ledger.keys import AccountKey
 from ledger.tx import Tx, encode_tx
+from node.access import CREDENTIAL_REQUIRED, credential
+
+from .keystore import UnknownKey
 
 DEFAULT_NODE = "http://127.0.0.1:8701"
 ENV_NODE = "KWH_NODE"
+ENV_NODE_KEY = "KWH_NODE_KEY"  # hex Ed25519 node key: https:// to a node's --tls-listen port, pinned to it
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 MAX_PAGE = 1000  # the most items a node puts in one page of a listing
 MAX_LIST_ITEMS = 10_000  # a listing the wallet shows stops here unless asked for every item
@@ -52,15 +60,67 @@ def normalize_url(url: str) -> str:
     return url
 
 
+class _PinnedConnection(http.client.HTTPSConnection):
+    """HTTPS to a node's --tls-listen port: no CA, the certificate's key must be the pinned node key."""
+
+    def __init__(self, *args: Any, pin: bytes, **kwargs: Any) -> None:
+        from node.tls import client_context
+        kwargs["context"] = client_context()
+        super().__init__(*args, **kwargs)
+        self.pin = pin
+
+    def connect(self) -> None:
+        from node.tls import certificate_key
+        super().connect()
+        assert isinstance(self.sock, ssl.SSLSocket)
+        key = certificate_key(self.sock.getpeercert(binary_form=True))
+        if key != self.pin:
+            self.sock.close()
+            raise ssl.SSLError(f"the node's TLS key {key.hex()[:16] if key else 'none'}... is not the pinned "
+                               f"{ENV_NODE_KEY} {self.pin.hex()[:16]}...")
+
+
+class _PinnedHandler(urllib.request.HTTPSHandler):
+    def __init__(self, pin: bytes) -> None:
+        super().__init__()
+        self.pin = pin
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(functools.partial(_PinnedConnection, pin=self.pin), req)
+
+
 class NodeClient:
     """Talks to one node; `timeout` bounds each request."""
 
-    def __init__(self, url: str, timeout: float = 10.0, fallbacks: tuple[str, ...] | list[str] = ()) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, fallbacks: tuple[str, ...] | list[str] = (),
+                 reader: Callable[[], AccountKey] | None = None,
+                 key_for: Callable[[str], AccountKey | None] | None = None, node_key: bytes | None = None) -> None:
+        """`reader` gives the key that signs reads of personal data (node/access.py); it is called the first
+        time the node asks for a credential (so public reads never unlock a key), then every read is signed."""
         self.url = normalize_url(url)
         self.fallbacks = [normalize_url(u) for u in fallbacks if normalize_url(u) != self.url]
         self.timeout = timeout
+        self.reader = reader
+        self._opener = urllib.request.build_opener(_PinnedHandler(node_key)) if node_key else None
+        self.key_for = key_for  # the wallet's key of an address, if it holds one: its meters are read signed
+        self._key: AccountKey | None = None
+        self._identity: tuple[str, str, bytes] | None = None  # (node URL, chain id, node id)
         self._chain_id: str | None = None
         self._genesis: dict[str, Any] | None = None
+
+    def sign_as(self, key: AccountKey) -> None:
+        """Sign every request from now on with `key`."""
+        self._key = key
+
+    def _credential(self, method: str, path: str) -> str:
+        if self._identity is None or self._identity[0] != self.url:
+            data = self._request_once("GET", "/status", signed=False)
+            node_id = data.get("node_key") or data.get("genesis") if isinstance(data, dict) else None
+            if not isinstance(node_id, str) or not isinstance(data.get("chain_id"), str):
+                raise NodeError(BAD_RESPONSE, "GET /status has no chain_id, node_key or genesis")
+            self._identity = (self.url, data["chain_id"], bytes.fromhex(node_id))
+        assert self._key is not None
+        return credential(self._key, self._identity[1], self._identity[2], method, path, int(time.time() * 1000))
 
     # transport ------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: bytes | None = None,
@@ -70,18 +130,26 @@ class NodeClient:
             try:
                 return self._request_once(method, path, body, content_type)
             except NodeError as exc:
+                if exc.code == CREDENTIAL_REQUIRED and self._key is None and self.reader is not None:
+                    self._key = self.reader()
+                    continue
                 if exc.code != NODE_UNREACHABLE or not self.fallbacks:
                     raise
                 self.url = self.fallbacks.pop(0)
 
     def _request_once(self, method: str, path: str, body: bytes | None = None,
-                      content_type: str | None = None) -> Any:
+                      content_type: str | None = None, signed: bool = True) -> Any:
+        auth = self._credential(method, path) if signed and self._key is not None else None
         try:
             req = urllib.request.Request(self.url + path, data=body, method=method)
             req.add_header("Accept", "application/json")
+            if auth:
+                req.add_header("Authorization", auth)
             if content_type:
                 req.add_header("Content-Type", content_type)
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            opened = self._opener.open(req, timeout=self.timeout) if self._opener is not None \
+                else urllib.request.urlopen(req, timeout=self.timeout)
+            with opened as resp:
                 raw = resp.read(MAX_ANSWER_BYTES)
                 status = resp.status
         except urllib.error.HTTPError as exc:
@@ -194,11 +262,28 @@ class NodeClient:
         return int(self.account(address)["next_nonce"])
 
     # meters and market ----------------------------------------------------------------------------
+    def _mine_hidden(self, meters: list[dict[str, Any]]) -> bool:
+        """True if some meter came without its readings (the public view) although it is ours: then the
+        request is repeated signed (node/access.py)."""
+        if self.key_for is None:
+            return False
+        hidden = sorted({str(m.get("owner")) for m in meters if "counter" not in m})
+        for owner in hidden:
+            if self._key is not None and self._key.address_text == owner:
+                continue
+            key = self.key_for(owner)
+            if key is not None:
+                self._key = key
+                return True
+        return False
+
     def meter(self, meter_id: str) -> dict[str, Any]:
-        return self._object(f"/meters/{meter_id}")
+        m = self._object(f"/meters/{meter_id}")
+        return self._object(f"/meters/{meter_id}") if self._mine_hidden([m]) else m
 
     def meters(self) -> list[dict[str, Any]]:
-        return self._list("/meters", "meters")
+        items = self._list("/meters", "meters")
+        return self._list("/meters", "meters") if self._mine_hidden(items) else items
 
     def offers(self, status: str | None = "open", seller: str | None = None) -> list[dict[str, Any]]:
         return self._list("/market/offers", "offers", status=status, seller=seller)
@@ -224,6 +309,15 @@ class NodeClient:
         return data
 
     def tx(self, txid: str) -> dict[str, Any]:
+        """Where a tx is; its body and a rejection's reason come only to its signer (ADR 012): without them,
+        ask again signed with the wallet's key, if it has one key to choose."""
+        data = self._object(f"/tx/{txid}")
+        if "tx" in data or self._key is not None or self.reader is None:
+            return data
+        try:
+            self._key = self.reader()
+        except UnknownKey:  # several keys and no --name: the public answer is what we have
+            return data
         return self._object(f"/tx/{txid}")
 
     def wait_tx(self, txid: str, timeout: float, poll: float = 0.2, final: bool = False) -> dict[str, Any]:

@@ -32,11 +32,11 @@ def offer_ids(w: Wallet) -> list[str]:
 
 
 def trade_ids(w: Wallet) -> list[str]:
-    return [t["trade_id"] for t in w.client.get("/trades").get("trades", [])]
+    return [t["trade_id"] for t in w.client.trades(w.my_address())]
 
 
 def order_ids(w: Wallet) -> list[str]:
-    return [o["order_id"] for o in w.client.get("/market/orders").get("orders", [])]
+    return [o["order_id"] for o in w.client.orders(w.my_address())]
 
 
 @click.command()

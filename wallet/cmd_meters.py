@@ -183,6 +183,11 @@ def revoke(w: Wallet, meter_id: str) -> None:
 
 
 def _meter_pairs(w: Wallet, m: dict[str, Any]) -> list[tuple[str, str]]:
+    if "counter" not in m:  # another account's meter: enrolled, without its readings (ADR 012)
+        return [("meter", m["meter_id"]), ("owner", m["owner"]), ("kind", m["kind"]), ("source", m["source"]),
+                ("rated", f"{m['rated_w']} W"), ("interval", f"{m['interval_s']} s"),
+                ("active", "yes" if m["active"] else "no (revoked)"), ("readings", "the owner's to read"),
+                ("enrolled at block", str(m["enrolled_height"])), ("public key", m["public"])]
     return [("meter", m["meter_id"]), ("owner", m["owner"]), ("kind", m["kind"]), ("source", m["source"]),
             ("rated", f"{m['rated_w']} W"), ("interval", f"{m['interval_s']} s"),
             ("active", "yes" if m["active"] else "no (revoked)"), ("counter", str(m["counter"])),
@@ -228,7 +233,8 @@ def meter_list(w: Wallet, owner: str | None) -> None:
         return
     w.table(None, ["meter", "owner", "kind", "source", "rated W", "minted kWh", "active"],
             [[w.id(m["meter_id"]), w.addr(m["owner"]), m["kind"], m["source"], str(m["rated_w"]),
-              format_wh(m["minted_wh"]), "yes" if m["active"] else "no"] for m in items], empty="(no meters)")
+              format_wh(m["minted_wh"]) if "minted_wh" in m else "-", "yes" if m["active"] else "no"]
+             for m in items], empty="(no meters)")
 
 
 # ------------------------------------------------------------------------------ a gateway for one meter
@@ -268,6 +274,9 @@ def read(w: Wallet, key_file: str, export_kwh: str, import_kwh: str, interval_st
             raise
         fail("unknown_meter", f"meter {mid} is not enrolled on this chain; a grid operator enrolls it with its "
                               "public key ('kwh-wallet meter enroll --pubkey ...')", EXIT_REJECTED)
+    if "counter" not in m:
+        fail("forbidden", f"meter {mid} belongs to {m['owner']}: its registers are the owner's to read; run with "
+                          "--name set to the owner's key", EXIT_REJECTED)
     if not m["active"]:
         fail("meter_revoked", f"meter {mid} was revoked; its readings mint nothing", EXIT_REJECTED)
     export_wh = amount(parse_kwh, export_kwh, "export", positive=False)

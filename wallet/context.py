@@ -18,7 +18,7 @@ from rich.table import Table
 from ledger.keys import AccountKey, format_address
 from ledger.tx import Body, SignedTx, sign_tx
 
-from .client import DEFAULT_NODE, ENV_NODE, NodeClient, NodeError
+from .client import DEFAULT_NODE, ENV_NODE, ENV_NODE_KEY, NodeClient, NodeError
 from .config import ConfigError, load_config
 from .keystore import Keystore, UnknownKey, check_name, resolve_dir
 from .output import EXIT_KEYSTORE, CliError, amount, coin_text, fail, parse_addr, short_address, short_id
@@ -66,7 +66,8 @@ class Wallet:
     def client(self) -> NodeClient:
         if self._client is None:
             self._client = NodeClient(self.node_url, timeout=min(REQUEST_TIMEOUT_S, max(self.timeout, 1.0)),
-                                      fallbacks=self.fallback_nodes)
+                                      fallbacks=self.fallback_nodes, reader=self.unlock,
+                                      key_for=self.key_for, node_key=self._node_key())
         return self._client
 
     @property
@@ -134,6 +135,36 @@ class Wallet:
             passphrase = prompt_passphrase(f"Passphrase for key '{name}'", confirm=False)
         return store.unlock(name, passphrase)
 
+    @staticmethod
+    def _node_key() -> bytes | None:
+        """KWH_NODE_KEY: the node key an https:// node URL is pinned to (its --tls-listen port, ADR 012)."""
+        text = os.environ.get(ENV_NODE_KEY, "").strip()
+        if not text:
+            return None
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            fail("bad_node_key", f"{ENV_NODE_KEY} must be a node's Ed25519 public key: 64 hex characters")
+        return key
+
+    def key_for(self, address: str) -> AccountKey | None:
+        """The keystore's key of `address`, unlocked (to read that account's own data), or None if the
+        keystore holds no key of it (or there is no keystore)."""
+        try:
+            entries = self.keystore.list()
+        except Exception:  # noqa: BLE001 - no keystore: nothing of ours to read
+            return None
+        names = [k.name for k in entries if k.address == address]
+        if not names:
+            return None
+        name = self.name if self.name in names else names[0]
+        passphrase = os.environ.get(ENV_PASSPHRASE)
+        if passphrase is None:
+            passphrase = prompt_passphrase(f"Passphrase for key '{name}'", confirm=False)
+        return self.keystore.unlock(name, passphrase)
+
     def address_or_mine(self, address: str | None) -> str:
         if address:
             return format_address(parse_addr(address))
@@ -170,6 +201,7 @@ class Wallet:
             self.fee(body)  # a --fee below the minimum is refused before the passphrase is asked
         key = self.unlock()
         client = self.client
+        client.sign_as(key)  # the balance check below reads personal data
         chain_id = client.chain_id()
         fee = self.fee(body)
         address = key.address_text

@@ -24,8 +24,11 @@ Public API (everything else is internal):
     wait_until(predicate, timeout, interval=0.1, message="") -> the first truthy value of predicate();
         raises TimeoutError with the message (and the last exception predicate raised) after timeout s.
     status(node) -> /status JSON;  height(node) -> int
-    get(node, path, expect=200) -> JSON (asserts the status);  request(node, method, path, body=None,
-        headers=None) -> (status, parsed JSON or bytes, headers)
+    get(node, path, expect=200, auth=AS_AUDITOR) -> JSON (asserts the status);  request(node, method, path,
+        body=None, headers=None, auth=AS_AUDITOR) -> (status, parsed JSON or bytes, headers)
+        Both sign a read credential (node/access.py) as the test AUDITOR that every NodeNet genesis names;
+        auth=<AccountKey> signs as that key, auth=None sends none. read_credential(node, key, method, path,
+        ts_ms=None, nonce=None) makes one header (for replay and expiry tests).
     post_tx(node, tx) -> (status, JSON)  (tx: a ledger Tx object or raw bytes; sent as application/msgpack)
     sync_blocks(nodes, min_height=None, timeout=30) -> height at which every node has the same block
     transfer(net, sender_index, to_address, amount, nonce, fee=None) -> SignedTx  (a signed coin transfer)
@@ -39,6 +42,7 @@ Every wait has a deadline; processes are always killed at close(), also when a t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import secrets
@@ -60,6 +64,7 @@ from ledger.keys import DOMAIN_PEER, AccountKey, signing_bytes, verify_ed25519
 from netproxy import Link, ProxyHub
 from ledger.testing import Net, make_net
 from ledger.tx import SignedTx, Transfer, Tx, encode_tx, sign_tx
+from node.access import credential
 from node.keyfile import save_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,11 +103,42 @@ def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.1
 # --------------------------------------------------------------------------------------------- HTTP
 
 
+# Every test network's genesis names this auditor (it may read every route, ADR 012); the helpers read as
+# it unless told otherwise, so tests of other behaviour see everything, as they did before read roles.
+AUDITOR = AccountKey(hashlib.sha256(b"kwh-test/auditor").digest())
+AS_AUDITOR: Any = object()  # the default `auth` of request(): sign as AUDITOR
+
+
+def node_identity(node: "NodeProcess | str") -> tuple[str, bytes]:
+    """(chain id, node id) a read credential for this node is bound to, from its public /status."""
+    cached = getattr(node, "_identity", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    _, data, _ = request(node, "GET", "/status", auth=None)
+    identity = (data["chain_id"], bytes.fromhex(data["node_key"] or data["genesis"]))
+    if not isinstance(node, str):
+        node._identity = identity  # type: ignore[attr-defined]
+    return identity
+
+
+def read_credential(node: "NodeProcess | str", key: AccountKey, method: str, path: str,
+                    ts_ms: int | None = None, nonce: bytes | None = None) -> str:
+    """An Authorization header that proves `key` for one request to `node`."""
+    chain_id, node_id = node_identity(node)
+    return credential(key, chain_id, node_id, method, path, ts_ms if ts_ms is not None else int(time.time() * 1000),
+                      nonce)
+
+
 def request(node: "NodeProcess | str", method: str, path: str, body: bytes | dict[str, Any] | None = None,
-            headers: dict[str, str] | None = None, timeout: float = 10.0) -> tuple[int, Any, dict[str, str]]:
-    """One HTTP request; JSON answers are parsed, others returned as bytes. 4xx/5xx do not raise."""
+            headers: dict[str, str] | None = None, timeout: float = 10.0,
+            auth: AccountKey | None = AS_AUDITOR) -> tuple[int, Any, dict[str, str]]:
+    """One HTTP request; JSON answers are parsed, others returned as bytes. 4xx/5xx do not raise.
+    `auth`: the key that signs a read credential (default the test auditor; None sends none). A request
+    that already has an Authorization header is sent as it is."""
     base = node if isinstance(node, str) else node.url
     hdrs = dict(headers or {})
+    if auth is not None and "Authorization" not in hdrs:
+        hdrs["Authorization"] = read_credential(node, AUDITOR if auth is AS_AUDITOR else auth, method, path)
     data: bytes | None
     if isinstance(body, dict):
         data = json.dumps(body).encode()
@@ -120,14 +156,14 @@ def request(node: "NodeProcess | str", method: str, path: str, body: bytes | dic
     return status, raw, rh
 
 
-def get(node: "NodeProcess | str", path: str, expect: int = 200) -> Any:
-    status_code, data, _ = request(node, "GET", path)
+def get(node: "NodeProcess | str", path: str, expect: int = 200, auth: AccountKey | None = AS_AUDITOR) -> Any:
+    status_code, data, _ = request(node, "GET", path, auth=auth)
     assert status_code == expect, f"GET {path}: HTTP {status_code}: {data!r}"
     return data
 
 
 def status(node: "NodeProcess | str") -> dict[str, Any]:
-    return get(node, "/status")
+    return get(node, "/status", auth=None)
 
 
 def height(node: "NodeProcess | str") -> int:
@@ -189,6 +225,7 @@ class NodeProcess:
         self.key = key
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.tls_port: int | None = None  # set (before start) to also serve TLS there; peers then dial tls_url
         self.data_dir = root / name / "db"
         self.log_path = root / f"{name}.log"
         self.grid_file = root / name / "grid-signal"
@@ -205,12 +242,18 @@ class NodeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
 
+    @property
+    def tls_url(self) -> str:
+        return f"https://127.0.0.1:{self.tls_port}"
+
     def args(self) -> list[str]:
         args = [sys.executable, "-m", "node", "--genesis", str(self.genesis), "--data-dir", str(self.data_dir),
                 "--listen", f"127.0.0.1:{self.port}", "--grid-signal-file", str(self.grid_file),
                 "--log-level", "debug", "--ban-seconds", "60"]
         if self.key_path is not None:
             args += ["--key", str(self.key_path)]
+        if self.tls_port is not None:
+            args += ["--tls-listen", f"127.0.0.1:{self.tls_port}"]
         if self.peers:
             args += ["--peers", ",".join(self.peers)]
         if self.public_url:
@@ -277,7 +320,7 @@ class NodeNet:
     def __init__(self, tmp_path: Path, authorities: int = 3, observers: int = 1, accounts: int = 4, meters: int = 0,
                  block_interval_ms: int = 500, min_difficulty: int = 16, spare_observers: int = 1,
                  admin_token: str | None = ADMIN_TOKEN, start: bool = True, extra_args: list[str] | None = None,
-                 proxied: bool = False, **make_net_kwargs: Any) -> None:
+                 proxied: bool = False, tls: bool = False, **make_net_kwargs: Any) -> None:
         self.root = Path(tmp_path)
         self.root.mkdir(parents=True, exist_ok=True)
         net = make_net(authorities=authorities, accounts=accounts, meters=meters, min_difficulty=min_difficulty,
@@ -287,6 +330,7 @@ class NodeNet:
         # dated HISTORY_S back, so readings of the last hours come after the meters' enrollment at genesis
         genesis = dataclasses.replace(net.genesis, timestamp_ms=(int(time.time()) - HISTORY_S) // 1800 * 1800 * 1000,
                                       observers=tuple(k.public for k in observer_keys + self.spare_keys),
+                                      auditors=(AUDITOR.public,),
                                       meters=tuple(dataclasses.replace(m, first_start=None)
                                                    for m in net.genesis.meters))
         self.net = Net(genesis, net.authorities, net.accounts, net.meters)
@@ -298,6 +342,10 @@ class NodeNet:
         self.observers = [NodeProcess(self.root, f"obs{i}", self.genesis_path, k, admin_token, extra_args)
                           for i, k in enumerate(observer_keys)]
         self.nodes = self.authorities + self.observers
+        self.tls = tls
+        for n in self.nodes:
+            if tls and n.key is not None:
+                n.tls_port = free_port()
         self.hub: ProxyHub | None = None
         self.links: dict[tuple[str, str], Link] = {}  # (dialer, target) -> link
         self.back_links: dict[str, Link] = {}  # target -> the link its --public-url names
@@ -306,14 +354,16 @@ class NodeNet:
             for n in self.nodes:
                 for m in self.nodes:
                     if m is not n:
-                        self.links[(n.name, m.name)] = self.hub.add(m.port, f"{n.name}->{m.name}")
-                self.back_links[n.name] = self.hub.add(n.port, f"*->{n.name}")
+                        self.links[(n.name, m.name)] = self.hub.add(m.tls_port or m.port, f"{n.name}->{m.name}",
+                                                                    tls=m.tls_port is not None)
+                self.back_links[n.name] = self.hub.add(n.tls_port or n.port, f"*->{n.name}",
+                                                       tls=n.tls_port is not None)
                 n.public_url = self.back_links[n.name].url
             for n in self.nodes:
                 n.peers = [self.links[(n.name, m.name)].url for m in self.nodes if m is not n]
         else:
             for n in self.nodes:
-                n.peers = [m.url for m in self.nodes if m is not n]
+                n.peers = [m.tls_url if m.tls_port else m.url for m in self.nodes if m is not n]
         if start:
             self.start()
 

@@ -32,7 +32,9 @@ from devnet.layout import Devnet
 from devnet.nodes import Supervisor, pid_alive, port_free
 from devnet.run import DevnetRun, RunOptions
 from devnet.tamper import EXPECTED
-from framework import REPO, wait_until
+from devnet.layout import TLS_PORT_OFFSET
+from framework import REPO, read_credential, wait_until
+from ledger.keys import AccountKey
 
 pytestmark = pytest.mark.functional
 
@@ -46,13 +48,16 @@ def free_base_port(count: int) -> int:
     rng = random.Random()
     for _ in range(200):
         base = rng.randrange(20000, 60000 - count)
-        if all(port_free("127.0.0.1", base + i) for i in range(count)):
+        if all(port_free("127.0.0.1", base + i) and port_free("127.0.0.1", base + i + TLS_PORT_OFFSET)
+               for i in range(count)):
             return base
     raise RuntimeError("no free port range")
 
 
-def get(url: str, path: str) -> Any:
-    with urllib.request.urlopen(url + path, timeout=10) as resp:
+def get(url: str, path: str, key: AccountKey | None = None) -> Any:
+    """GET; with `key`, signed as that key (personal routes need a role that may read them, ADR 012)."""
+    headers = {"Authorization": read_credential(url, key, "GET", path)} if key is not None else {}
+    with urllib.request.urlopen(urllib.request.Request(url + path, headers=headers), timeout=10) as resp:
         return json.loads(resp.read())
 
 
@@ -137,6 +142,11 @@ def test_a_simulated_day(tmp_path: Path) -> None:
 
 def check_day(devnet: Devnet, run: DevnetRun, summary: dict[str, Any], notes: dict[str, Any]) -> None:
     sim = summary["simulator"]
+    reader = devnet.node_key(devnet.authorities[0].name)  # an authority reads every route (ADR 012)
+
+    def read(url: str, path: str) -> Any:
+        return get(url, path, reader)
+
     # the whole day was simulated: 96 quarter hours per meter (the revoked meter's later ones are tampers)
     assert run.sim.finished and run.sim.drained
     assert all(m["readings"] == 96 for m in summary["meters"]), [(m["name"], m["readings"]) for m in summary["meters"]]
@@ -147,19 +157,19 @@ def check_day(devnet: Devnet, run: DevnetRun, summary: dict[str, Any], notes: di
     height = settle(devnet)
     assert height > max(notes["during"])
 
-    energy = get(devnet.urls[0], "/energy")
-    assert {get(u, "/energy")["minted_wh"] for u in devnet.urls} == {energy["minted_wh"]}
+    energy = read(devnet.urls[0], "/energy")
+    assert {read(u, "/energy")["minted_wh"] for u in devnet.urls} == {energy["minted_wh"]}
     # the OCMF meters (devnet/ocmf.py) minted what their accepted records grew; their tampering nothing
     ocmf = summary["ocmf"]
     assert ocmf["checks"] == {"minted_equals_sent": True, "tamper_each_own_reason": True}, ocmf
     assert ocmf["tamper_untried"] == [], ocmf
     ocmf_minted = ocmf["minted_wh_this_run"]
-    ocmf_consumed = sum(get(devnet.urls[0], f"/ocmf-meters/{m['meter_id']}")["consumed_wh"] for m in ocmf["meters"])
+    ocmf_consumed = sum(read(devnet.urls[0], f"/ocmf-meters/{m['meter_id']}")["consumed_wh"] for m in ocmf["meters"])
     assert ocmf_minted > 0 and ocmf_consumed > 0
     # Wh minted on chain == exported energy of the readings the simulator had accepted, per meter too
     assert energy["minted_wh"] - ocmf_minted == sim["export_wh_accepted"] == sim["export_wh_confirmed"] > 0
     assert energy["consumed_wh"] - ocmf_consumed == sim["import_wh_accepted"] > 0
-    chain_meters = {m["meter_id"]: m for m in get(devnet.urls[2], "/meters")["meters"]}
+    chain_meters = {m["meter_id"]: m for m in read(devnet.urls[2], "/meters")["meters"]}
     for m in summary["meters"]:
         assert chain_meters[m["meter_id"]]["minted_wh"] == m["export_wh_accepted"], m
         assert chain_meters[m["meter_id"]]["counter"] == m["confirmed_counter"] or m["revoked"], m
@@ -177,7 +187,7 @@ def check_day(devnet: Devnet, run: DevnetRun, summary: dict[str, Any], notes: di
 
     # conservation over every account that can hold coin or Wh
     genesis = devnet.genesis()
-    accounts = [get(devnet.urls[3], f"/accounts/{a}") for a in coin_holders(devnet)]
+    accounts = [read(devnet.urls[3], f"/accounts/{a}") for a in coin_holders(devnet)]
     assert sum(a["coin"] + a["locked_coin"] for a in accounts) == genesis_total_coin(genesis)
     assert sum(a["wh"] + a["locked_wh"] for a in accounts) == energy["minted_wh"] - energy["redeemed_wh"]
     assert sum(a["consumed_wh"] for a in accounts) == energy["consumed_wh"]
@@ -185,7 +195,7 @@ def check_day(devnet: Devnet, run: DevnetRun, summary: dict[str, Any], notes: di
     assert energy["redeemed_wh"] > 0
 
     # the market ran, and every trade settled as the rules say: escrow released pro rata, the rest refunded
-    trades = get(devnet.urls[1], "/trades")["trades"]
+    trades = read(devnet.urls[1], "/trades")["trades"]
     assert len(trades) >= 3, summary["market"]
     for t in trades:
         assert t["status"] == "settled", t
@@ -195,7 +205,7 @@ def check_day(devnet: Devnet, run: DevnetRun, summary: dict[str, Any], notes: di
         assert t["refunded"] == t["escrow"] - t["released"]
     assert any(t["delivered"] == t["wh"] and t["refunded"] == 0 for t in trades), "a trade delivered in full"
     assert any(0 < t["refunded"] for t in trades), "a trade delivered in part, the rest refunded"
-    orders = get(devnet.urls[0], "/market/orders")["orders"]
+    orders = read(devnet.urls[0], "/market/orders")["orders"]
     assert any(o["filled_wh"] > 0 for o in orders), "the order book matched"
     # what is still locked is exactly what open orders hold
     by_owner: dict[str, list[int]] = {}

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.functional
 
 
 async def _run_fleet(net: NodeNet, key_dir: Path, seconds: float) -> tuple[dict[str, Any], OcmfFleet]:
-    pool = NodePool([n.url for n in net.authorities], timeout_s=5.0)
+    pool = NodePool([n.url for n in net.authorities], timeout_s=5.0, reader=net.net.authorities[0])
     fleet = OcmfFleet(pool, net.net.authorities[0], [a.address for a in net.net.accounts], net.net.genesis.min_fee,
                       key_dir, tamper=True, period_s=0.5, seed=7)
     try:

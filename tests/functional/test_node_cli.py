@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from framework import REPO, NodeNet, NodeProcess, free_port, height, request, status, wait_until
+from framework import AUDITOR, REPO, NodeNet, NodeProcess, free_port, height, request, status, wait_until
 from ledger.testing import make_net
 from node.keyfile import save_key
 
@@ -84,17 +84,25 @@ def test_toml_config_runs_a_node_and_sigint_stops_it(tmp_path: Path) -> None:
 
 
 def test_keyless_observer_follows_by_polling(tmp_path: Path) -> None:
+    """A node without a member key reads block bodies only with an auditor's key (--read-key, ADR 012);
+    without one it sees headers, not transactions, and does not follow."""
     with NodeNet(tmp_path, authorities=1, observers=0) as net:
-        plain = NodeProcess(tmp_path, "plain", net.genesis_path, None, None)
-        plain.peers = [net.authorities[0].url]
+        save_key(tmp_path / "auditor.json", AUDITOR)
+        plain = NodeProcess(tmp_path, "plain", net.genesis_path, None, None,
+                            ["--read-key", str(tmp_path / "auditor.json")])
+        blind = NodeProcess(tmp_path, "blind", net.genesis_path, None, None)
+        plain.peers = blind.peers = [net.authorities[0].url]
         try:
             plain.start()
+            blind.start()
             target = height(net.authorities[0]) + 2
             wait_until(lambda: height(plain) >= target, 30, message="keyless observer syncs")
             s = status(plain)
             assert s["node_key"] is None and s["authority"] is False and s["peers"][0]["height"] >= target - 2
+            assert height(blind) == 0 and "GET /blocks: HTTP 401" in blind.log_text()
         finally:
             plain.kill()
+            blind.kill()
 
 
 def test_client_request_rate_is_bounded(tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ from typing import Any, Iterator
 import pytest
 
 from devnet.nodes import pid_alive
-from framework import REPO, wait_until
+from framework import REPO, read_credential, wait_until
+from node.keyfile import load_key
 from test_devnet import free_base_port
 
 pytestmark = pytest.mark.functional
@@ -88,7 +89,11 @@ class Clone:
         return json.loads(proc.stdout) if as_json else proc.stdout
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.node + path, timeout=10) as resp:
+        """GET as the devnet's first node key (it may read every route, ADR 012)."""
+        key = load_key(sorted(self.root.rglob("keys/nodes/*.json"))[0])
+        req = urllib.request.Request(self.node + path,
+                                     headers={"Authorization": read_credential(self.node, key, "GET", path)})
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 
 
@@ -193,7 +198,7 @@ def test_first_steps_then_the_walkthrough_untouched_by_agents(clone: Clone) -> N
     over = c.wallet("--name", "alice", "deliver", trade["trade_id"][:8], "5", ok=False)
     assert over.returncode == 1 and "only 0.3 kWh (300 Wh) left" in over.stderr, over.stderr
     c.wallet("--name", "alice", "--wait", "deliver", trade["trade_id"][:8], "0.2")
-    settled = wait_until(lambda: (t := c.wallet("trade", trade["trade_id"]))["status"] == "settled" and t, 120, 1.0,
+    settled = wait_until(lambda: (t := c.wallet("--name", "bob", "trade", trade["trade_id"]))["status"] == "settled" and t, 120, 1.0,
                          "the trade settles after its window")
     assert (settled["delivered"], settled["released"], settled["refunded"]) == (200, 5 * 10**9, 25 * 10**8)
     # the lot's story: minted by alice's meter, 0.2 kWh of it delivered to bob

@@ -214,7 +214,9 @@ def test_produce_trade_deliver_refund_redeem(net: NodeNet, tmp_path: Path) -> No
     # a full delivery releases the whole escrow; a short one releases pro rata
     cli.ok("--wait", "deliver", trade2, "0.5", name="producer")
     cli.ok("--wait", "deliver", trade1, "1000Wh", name="producer")
-    t1, t2 = cli.ok("trade", trade1), cli.ok("trade", trade2)
+    # a trade is its parties' business (ADR 012): the wallet reads it with the seller's key
+    t1, t2 = cli.ok("trade", trade1, name="producer"), cli.ok("trade", trade2, name="producer")
+    cli.fails("trade", trade1, name="consumer", code="forbidden", rc=1)
     assert (t1["delivered"], t1["released"], t1["status"]) == (1000, 200_000_000, "open")
     assert (t2["delivered"], t2["released"], t2["status"]) == (500, 100_000_000, "delivered")
     b = cli.balance("producer")
@@ -269,9 +271,9 @@ def test_produce_trade_deliver_refund_redeem(net: NodeNet, tmp_path: Path) -> No
 
     # --- the short delivery is refunded when the window ends; the full one has nothing to refund
     window_end = posted["window_end"]
-    wait_until(lambda: cli.ok("trade", trade1)["status"] == "settled", WINDOW_S + 30,
+    wait_until(lambda: cli.ok("trade", trade1, name="producer")["status"] == "settled", WINDOW_S + 30,
                0.5, f"trade {trade1[:12]} settled after its window ended at {window_end}")
-    t1 = cli.ok("trade", trade1)
+    t1 = cli.ok("trade", trade1, name="producer")
     assert (t1["released"], t1["refunded"]) == (200_000_000, 100_000_000)
     b = cli.balance("buyer")
     assert (b["coin"], b["locked_coin"]) == (INITIAL - 200_000_000 - 180_000_000 - 1_500_000_000 - 7 * fee, 0)
@@ -286,7 +288,7 @@ def test_produce_trade_deliver_refund_redeem(net: NodeNet, tmp_path: Path) -> No
     # people's tables show the same numbers in human units
     text = cli.ok("balance", name="buyer", as_json=False)
     assert fee == 1000 and "1.6 kWh" in text and "998.119993 coin" in text  # 1000 - 0.2 - 0.18 - 1.5 - 7 fees
-    assert "0.3" in cli.ok("trade", trade1, as_json=False)  # 0.3 coin escrow
+    assert "0.3" in cli.ok("trade", trade1, as_json=False, name="buyer")  # 0.3 coin escrow
     assert "(none)" in cli.ok("orderbook", as_json=False)
 
 
@@ -367,7 +369,7 @@ def test_every_error_is_one_line_and_non_zero(net: NodeNet, tmp_path: Path) -> N
     first = cli.ok("accept", offer["offer_id"], name="me")  # no --wait: returns while pending
     assert first["status"] == "pending"
     cli.fails("--wait", "accept", offer["offer_id"], name="rival", code="offer_closed", rc=1)
-    included = cli.ok("--wait", "tx", first["txid"])
+    included = cli.ok("--wait", "tx", first["txid"], name="me")  # a tx is its signer's to read (ADR 012)
     assert included["status"] == "included" and included["height"] >= 1
     cli.fails("cancel", offer["offer_id"], name="seller", code="offer_closed", rc=1)
 
@@ -416,7 +418,7 @@ def test_wait_reports_a_rejection_after_admission(node_net: Any, tmp_path: Path)
     assert "(transaction " in line, "refused at admission, not in block building: the slot was too short"
     txid = line.rsplit("(transaction ", 1)[1].rstrip(")")
     assert get(node, f"/tx/{txid}")["status"] == "rejected"
-    shown = cli.ok("tx", txid)  # a query: the status, exit 0
+    shown = cli.ok("tx", txid, name="me")  # a query: the status, exit 0
     assert (shown["status"], shown["reason"]) == ("rejected", "insufficient_funds")
-    cli.fails("--wait", "tx", txid, code="insufficient_funds", rc=1)  # waiting for it: an error
+    cli.fails("--wait", "tx", txid, name="me", code="insufficient_funds", rc=1)  # waiting for it: an error
     assert get(node, f"/tx/{first.txid.hex()}")["status"] == "included"

@@ -1,0 +1,162 @@
+"""Read roles on a real node (ADR 012): every route answers each role as the table says, and a read
+credential is good for one request on one node, within a minute of the node's clock.
+
+Roles asked: nobody (no credential), another account, the owner, the test auditor (genesis `auditors`)
+and an authority (the node's own key).
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import pytest
+
+from framework import AUDITOR, NodeNet, NodeProcess, get, post_tx, read_credential, request, wait_until
+from ledger.keys import AccountKey
+from ledger.testing import MeterState
+from ledger.tx import COIN, PlaceOrder, PostOffer, AcceptOffer, Transfer, Tx, sign_tx
+
+pytestmark = [pytest.mark.functional, pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def net(module_node_net: Any) -> NodeNet:
+    return module_node_net(authorities=1, observers=0, accounts=4, meters=1, meter_kind="both",
+                           block_interval_ms=500)
+
+
+@pytest.fixture(scope="module")
+def node(net: NodeNet) -> NodeProcess:
+    return net.authorities[0]
+
+
+def _include(node: NodeProcess, txs: list[Tx]) -> None:
+    for tx in txs:
+        code, answer = post_tx(node, tx)
+        assert code == 200, answer
+    wait_until(lambda: all(get(node, f"/tx/{t.txid.hex()}")["status"] == "included" for t in txs), 30,
+               message="txs included")
+
+
+@pytest.fixture(scope="module")
+def seeded(net: NodeNet, node: NodeProcess) -> dict[str, Any]:
+    """A reading of account 0's meter, a transfer by account 1, an order by account 2, a trade 0 -> 3."""
+    cid, (a0, a1, a2, a3) = net.chain_id, net.net.accounts
+    now = int(time.time())
+    reading = MeterState(net.net.meters[0], (now // 900 - 4) * 900).read(cid, 1500, 300)
+    pay = sign_tx(a1, cid, 0, 1000, Transfer(a2.address, COIN))
+    order = sign_tx(a2, cid, 0, 1000, PlaceOrder("buy", 10, 3))
+    offer = sign_tx(a0, cid, 0, 1000, PostOffer(1000, 5, now, now + 7200, "solar"))
+    _include(node, [reading, pay, order, offer])
+    accept = sign_tx(a3, cid, 0, 1000, AcceptOffer(offer.txid, 100))
+    _include(node, [accept])
+    lot = get(node, f"/accounts/{a0.address_text}/lots")["lots"][0]["lot_id"]
+    return {"reading": reading.txid.hex(), "pay": pay.txid.hex(), "trade": accept.txid.hex(), "lot": lot,
+            "meter": net.net.meters[0].meter_id.hex()}
+
+
+def _ask(node: NodeProcess, path: str, key: AccountKey | None) -> tuple[int, Any]:
+    code, data, _ = request(node, "GET", path, auth=key)
+    return code, data
+
+
+def _roles(net: NodeNet, node: NodeProcess) -> dict[str, AccountKey | None]:
+    return {"nobody": None, "a0": net.net.accounts[0], "a1": net.net.accounts[1], "a2": net.net.accounts[2],
+            "a3": net.net.accounts[3], "auditor": AUDITOR, "authority": node.key}
+
+
+# (path template, who may read it besides the auditor and the authority: "all" or account names)
+TABLE = [
+    ("/status", "all"), ("/genesis", "all"), ("/authorities", "all"), ("/evidence", "all"), ("/energy", "all"),
+    ("/metrics", "all"), ("/openapi.json", "all"), ("/market/offers", "all"), ("/market/orderbook", "all"),
+    ("/blocks", "all"), ("/blocks/1", "all"), ("/meters", "all"), ("/meters/{meter}", "all"), ("/ocmf-meters", "all"),
+    ("/lots/{lot}", "all"),
+    ("/accounts/{a0}", ["a0"]), ("/accounts/{a0}/lots", ["a0"]), ("/accounts/{a0}/history", ["a0"]),
+    ("/accounts/{a1}", ["a1"]),
+    ("/market/orders?owner={a2}", ["a2"]), ("/trades?party={a3}", ["a3"]), ("/trades?party={a0}", ["a0"]),
+    ("/trades/{trade}", ["a0", "a3"]), ("/tx/{pay}", "all"), ("/tx/{reading}", "all"), ("/tx/{trade}", "all"),
+    ("/market/orders", []), ("/trades", []), ("/blocks?format=msgpack", []), ("/blocks/1?format=msgpack", []),
+]
+
+
+@pytest.mark.parametrize("template,readers", TABLE, ids=[t for t, _ in TABLE])
+def test_every_route_answers_each_role_as_the_table_says(net: NodeNet, node: NodeProcess, seeded: dict[str, Any],
+                                                         template: str, readers: Any) -> None:
+    names = {f"a{i}": k.address_text for i, k in enumerate(net.net.accounts)}
+    path = template.format(**names, **seeded)
+    for role, key in _roles(net, node).items():
+        code, data = _ask(node, path, key)
+        allowed = readers == "all" or role in ("auditor", "authority") or role in readers
+        if allowed:
+            assert code == 200, f"{role} GET {path}: {code} {data!r}"
+        elif key is None:
+            assert (code, data["error"]) == (401, "credential_required"), f"{role} GET {path}: {code} {data!r}"
+            assert "sign the request" in data["detail"]
+        else:
+            assert (code, data["error"]) == (403, "forbidden"), f"{role} GET {path}: {code} {data!r}"
+
+
+def test_public_views_hide_readings_transactions_and_holders(net: NodeNet, node: NodeProcess,
+                                                              seeded: dict[str, Any]) -> None:
+    a0, a1 = net.net.accounts[0], net.net.accounts[1]
+    for key in (None, a1):
+        meter = get(node, f"/meters/{seeded['meter']}", auth=key)
+        assert meter["owner"] == a0.address_text and meter["rated_w"] > 0
+        assert not {"counter", "export_register", "import_register", "minted_wh", "consumed_wh"} & set(meter)
+        assert all("counter" not in m for m in get(node, "/meters", auth=key)["meters"])
+        lot = get(node, f"/lots/{seeded['lot']}", auth=key)
+        assert lot["lot"]["meter_id"] == seeded["meter"] and lot["lot"]["source"] == "solar"  # provenance
+        assert lot["movements"] == []
+        blocks = get(node, "/blocks?from=1&limit=100", auth=key)["blocks"]
+        assert all(b["txs"] == [] for b in blocks) and sum(b["tx_count"] for b in blocks) >= 5
+    for key in (a0, AUDITOR, node.key):
+        assert get(node, f"/meters/{seeded['meter']}", auth=key)["counter"] == 1
+        assert get(node, f"/lots/{seeded['lot']}", auth=key)["movements"]
+    blocks = get(node, "/blocks?from=1&limit=100", auth=AUDITOR)["blocks"]
+    assert sum(len(b["txs"]) for b in blocks) >= 5
+
+
+def _with(node: NodeProcess, path: str, header: str) -> tuple[int, Any]:
+    code, data, _ = request(node, "GET", path, headers={"Authorization": header}, auth=None)
+    return code, data
+
+
+def test_a_read_credential_is_good_for_one_request_on_one_node_within_a_minute(net: NodeNet, node: NodeProcess,
+                                                                               seeded: dict[str, Any]) -> None:
+    a0 = net.net.accounts[0]
+    path = f"/accounts/{a0.address_text}"
+    header = read_credential(node, a0, "GET", path)
+    assert _with(node, path, header)[0] == 200
+    code, data = _with(node, path, header)
+    assert (code, data["error"]) == (401, "credential_replayed"), data
+    now = int(time.time() * 1000)
+    for ts in (now - 120_000, now + 120_000):
+        code, data = _with(node, path, read_credential(node, a0, "GET", path, ts_ms=ts))
+        assert (code, data["error"]) == (401, "credential_expired"), data
+    # signed for another path, another method, another node or another chain: the signature fails
+    other = f"/accounts/{a0.address_text}/history"
+    for header in (read_credential(node, a0, "GET", other), read_credential(node, a0, "POST", path)):
+        code, data = _with(node, path, header)
+        assert (code, data["error"]) == (401, "bad_credential"), data
+    from node.access import credential
+    for chain_id, node_id in ((net.chain_id, secrets.token_bytes(32)), ("other-chain", node.key.public)):
+        header = credential(a0, chain_id, node_id, "GET", path, now)
+        code, data = _with(node, path, header)
+        assert (code, data["error"]) == (401, "bad_credential"), data
+    # a broken credential is refused on a public route too, so a client bug shows at once
+    for header in ("KWH-Sig key=00", "KWH-Sig " + "x" * 40, read_credential(node, a0, "GET", "/energy")[:-4] + "0000"):
+        code, data = _with(node, "/energy", header)
+        assert code == 401 and data["error"] == "bad_credential", data
+
+
+# the signer and the accounts it names; once included, every account whose history holds it (a0: its offer)
+@pytest.mark.parametrize("name,readers", [("pay", ["a1", "a2"]), ("reading", ["a0"]), ("trade", ["a3", "a0"])])
+def test_anyone_follows_a_txid_but_only_its_signer_reads_the_body(net: NodeNet, node: NodeProcess,
+                                                                  seeded: dict[str, Any], name: str,
+                                                                  readers: list[str]) -> None:
+    for role, key in _roles(net, node).items():
+        code, data = _ask(node, f"/tx/{seeded[name]}", key)
+        assert code == 200 and data["status"] == "included" and data["height"] >= 1, (role, data)
+        sees = role in readers or role in ("auditor", "authority")
+        assert ("tx" in data) == sees, (role, data)
