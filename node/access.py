@@ -20,7 +20,10 @@ import re
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 from ledger.keys import DOMAIN_READ, AccountKey, address_of, signing_bytes, verify_ed25519
 
@@ -134,3 +137,18 @@ class ReadGuard:
             if until >= now:
                 break
             del self._seen[entry]
+
+
+def require_reader(request: "web.Request", what: str, *owners: bytes | None) -> Reader:
+    """The request's reader, if it may see data of `owners` (none given: only the full-read roles); else
+    401 without a credential, 403 with the key of another account. One check for the API and the
+    dashboard's views alike."""
+    reader: Reader = request.get("reader", PUBLIC_READER)
+    if reader.owns(*owners):
+        return reader
+    if reader.key is None:
+        raise ApiError(CREDENTIAL_REQUIRED, f"{what} is personal data: sign the request with the owner's key "
+                                            f"(Authorization: {SCHEME} ..., see docs/adr/adr-012-read-roles.md)",
+                       401)
+    who = "its owner or an authority or auditor" if owners else "authorities, auditors and peers"
+    raise ApiError(FORBIDDEN, f"{what} is readable by {who}, not by this key", 403)

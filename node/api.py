@@ -25,7 +25,7 @@ from ledger.tx import MAX_TX_BYTES, OcmfReading, SignedTx, Tx, Vote, decode_tx
 
 from .accounting import QUOTE_KINDS
 from .access import (AUDITOR, AUTHORITY, ACCOUNT, CREDENTIAL_REQUIRED, FORBIDDEN, PEER, PUBLIC_READER, SCHEME,
-                     ReadGuard, Reader)
+                     ReadGuard, Reader, require_reader)
 from .codes import BAD_REQUEST, INTERNAL, NOT_FOUND, RATE_LIMITED, UNAUTHORIZED, ApiError, hex_value, status_of
 from .dashboard import add_dashboard
 from .grid import parse_surplus
@@ -276,17 +276,7 @@ class Api:
 
     @staticmethod
     def _require(request: web.Request, what: str, *owners: bytes | None) -> Reader:
-        """The reader, if it may see data of `owners` (none given: only the full-read roles); else 401 without
-        a credential, 403 with one of another account."""
-        reader: Reader = request.get("reader", PUBLIC_READER)
-        if reader.owns(*owners):
-            return reader
-        if reader.key is None:
-            raise ApiError(CREDENTIAL_REQUIRED, f"{what} is personal data: sign the request with the owner's key "
-                                                f"(Authorization: {SCHEME} ..., see docs/adr/adr-012-read-roles.md)",
-                           401)
-        who = "its owner or an authority or auditor" if owners else "authorities, auditors and peers"
-        raise ApiError(FORBIDDEN, f"{what} is readable by {who}, not by this key", 403)
+        return require_reader(request, what, *owners)
 
     # chain ----------------------------------------------------------------------------------------
     async def status(self, request: web.Request) -> web.Response:

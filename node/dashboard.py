@@ -18,7 +18,9 @@ from typing import Any
 from aiohttp import web
 
 from ledger.keys import format_address, parse_address
+from ledger.tx import Vote
 
+from .access import PUBLIC_READER, require_reader
 from .codes import BAD_REQUEST, NOT_FOUND, ApiError, hex_value
 from .dashboard_index import DashboardIndex
 from .service import Node
@@ -175,6 +177,7 @@ class Dashboard:
             height, below = top + 1, 0
         if below == 0:
             height -= 1
+        full = request.get("reader", PUBLIC_READER).full  # others see where a tx is, not what it says
         out: list[dict[str, Any]] = []
         cursor: str | None = None
         for _scan in range(MAX_TX_SCAN_BLOCKS):
@@ -183,7 +186,8 @@ class Dashboard:
                 break
             end = min(below, len(block.txs)) if below else len(block.txs)
             for index in range(end - 1, -1, -1):
-                row = tx_json(block.txs[index])
+                tx = block.txs[index]
+                row = tx_json(tx) if full or isinstance(tx, Vote) else {"txid": tx.txid.hex(), "kind": tx.kind}
                 row.pop("signature", None)
                 row.pop("sender_key", None)
                 row.update(height=height, index=index)
@@ -265,8 +269,10 @@ class Dashboard:
 
     async def meter_readings(self, request: web.Request) -> web.Response:
         meter_id = hex_value(request.match_info["meter_id"], 16, "meter_id")
-        if self.chain.meter(meter_id) is None:
+        meter = self.chain.meter(meter_id)
+        if meter is None:
             raise ApiError(NOT_FOUND, f"no meter {meter_id.hex()}")
+        require_reader(request, "a meter's readings", meter.owner)  # a household's load curve (ADR 012)
         limit = _limit(request, 96, self.index.readings_per_meter)
         self._follow_from_now()
         await self.index.current()
@@ -279,6 +285,7 @@ class Dashboard:
     async def history(self, request: web.Request) -> web.Response:
         """An account's history newest first, below height `before`; `next` continues."""
         addr = _address(request.match_info["addr"])
+        require_reader(request, "an account's history", addr)
         limit = _limit(request, 20, MAX_PAGE)
         before = _query_int(request, "before", None)
         entries = self.chain.history(addr, MAX_HISTORY_SCAN) if before is not None else \
@@ -298,6 +305,7 @@ class Dashboard:
     async def lots(self, request: web.Request) -> web.Response:
         """One page of an account's Wh lots, with provenance (meter, interval, reading)."""
         addr = _address(request.match_info["addr"])
+        require_reader(request, "an account's lots", addr)
         limit = _limit(request, 20, MAX_PAGE)
         offset = _query_int(request, "offset", 0) or 0
         holdings = self.chain.holdings(addr)
