@@ -17,6 +17,7 @@ from typing import Any
 
 from ledger.keys import AccountKey, format_address
 from ledger.tx import ADD, REMOVE, AuthorityVote, encode_tx, sign_tx
+from node.access import credential
 from node.keyfile import save_key
 
 from .layout import AUTHORITY, Devnet, LayoutError, NodeSpec
@@ -25,10 +26,19 @@ from .nodes import NodeProc, pid_alive
 EXTRA_NODES = "extra-nodes.json"
 
 
-def _json(url: str, body: bytes | None = None) -> Any:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/msgpack"} if body else {})
+def _json(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+    headers = dict(headers or {}, **({"Content-Type": "application/msgpack"} if body else {}))
+    request = urllib.request.Request(url, data=body, headers=headers)
     with urllib.request.urlopen(request, timeout=10) as resp:
         return json.loads(resp.read())
+
+
+def _read_as(key: AccountKey, url: str, path: str) -> Any:
+    """GET a route of personal data, signed with `key` (an authority reads everything: ADR 012)."""
+    status = _json(url + "/status")
+    node_id = bytes.fromhex(status.get("node_key") or status["genesis"])
+    auth = credential(key, status["chain_id"], node_id, "GET", path, int(time.time() * 1000))
+    return _json(url + path, headers={"Authorization": auth})
 
 
 def _answering(devnet: Devnet) -> str:
@@ -58,7 +68,7 @@ def vote(devnet: Devnet, action: str, key: bytes) -> list[str]:
         if spec.public not in current or bytes.fromhex(spec.public) == key:
             continue
         voter = devnet.node_key(spec.name)
-        account = _json(f"{url}/accounts/{format_address(voter.address)}")
+        account = _read_as(voter, url, f"/accounts/{format_address(voter.address)}")
         if int(account["coin"]) < genesis.min_fee:
             continue
         nonce = account["next_nonce"]

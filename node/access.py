@@ -13,6 +13,11 @@ worthless anywhere else. The node accepts `ts` within +-MAX_SKEW_MS of its clock
 The key gives the role: a current authority, a genesis auditor or a genesis observer (a node) reads
 everything; any other key reads what its own address owns. A peer session (`Bearer` token from the
 handshake in node/peers.py) also reads everything. Without a credential a client is public.
+
+A browser cannot hold the account key, so the dashboard signs in once: the wallet signs a credential for
+`POST /dashboard/session` and hands it over in a URL fragment (never sent to a server or logged); the
+page posts it and gets an HttpOnly, SameSite=Strict cookie naming a random session (`ReadSessions`) of
+that key, good for SESSION_TTL_MS or until it signs out.
 """
 from __future__ import annotations
 
@@ -33,6 +38,9 @@ SCHEME = "KWH-Sig"
 MAX_SKEW_MS = 60_000
 NONCE_BYTES = 16
 MAX_REMEMBERED = 200_000  # nonces remembered at once; more valid credentials in one window get 429
+SESSION_COOKIE = "kwh_read"
+SESSION_TTL_MS = 3_600_000  # a dashboard sign-in lasts an hour
+MAX_SESSIONS = 10_000  # signed-in browsers at once; the oldest is signed out first
 
 # roles (docs/adr/adr-012-read-roles.md)
 PUBLIC = "public"
@@ -137,6 +145,43 @@ class ReadGuard:
             if until >= now:
                 break
             del self._seen[entry]
+
+
+class ReadSessions:
+    """Dashboard sign-ins: random token -> key, each for SESSION_TTL_MS; bounded (oldest dropped first).
+    The role is looked up on every request, so a key voted out of the authorities loses it at once."""
+
+    def __init__(self) -> None:
+        self._sessions: OrderedDict[str, tuple[bytes, int]] = OrderedDict()  # token -> (key, expires ms)
+
+    def open(self, key: bytes, now: int) -> tuple[str, int]:
+        """A new session of `key`: its token and when it ends (unix ms)."""
+        self._expire(now)
+        while len(self._sessions) >= MAX_SESSIONS:
+            self._sessions.popitem(last=False)
+        token = secrets.token_urlsafe(32)
+        self._sessions[token] = (key, now + SESSION_TTL_MS)
+        return token, now + SESSION_TTL_MS
+
+    def key_of(self, token: str, now: int) -> bytes | None:
+        entry = self._sessions.get(token)
+        if entry is None or entry[1] < now:
+            return None
+        return entry[0]
+
+    def close(self, token: str) -> None:
+        self._sessions.pop(token, None)
+
+    def _expire(self, now: int) -> None:
+        """Sessions are opened in time order with one TTL: drop from the oldest while expired."""
+        while self._sessions:
+            token, (_key, until) = next(iter(self._sessions.items()))
+            if until >= now:
+                break
+            del self._sessions[token]
+
+    def __len__(self) -> int:
+        return len(self._sessions)
 
 
 def require_reader(request: "web.Request", what: str, *owners: bytes | None) -> Reader:

@@ -25,7 +25,7 @@ from ledger.tx import MAX_TX_BYTES, OcmfReading, SignedTx, Tx, Vote, decode_tx
 
 from .accounting import QUOTE_KINDS
 from .access import (AUDITOR, AUTHORITY, ACCOUNT, CREDENTIAL_REQUIRED, FORBIDDEN, PEER, PUBLIC_READER, SCHEME,
-                     ReadGuard, Reader, require_reader)
+                     SESSION_COOKIE, ReadGuard, ReadSessions, Reader, require_reader)
 from .codes import BAD_REQUEST, INTERNAL, NOT_FOUND, RATE_LIMITED, UNAUTHORIZED, ApiError, hex_value, status_of
 from .dashboard import add_dashboard
 from .grid import parse_surplus
@@ -180,6 +180,7 @@ class Api:
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
         node_id = node.key.public if node.key is not None else self.chain.genesis_block.hash
         self.guard = ReadGuard(self.chain.chain_id, node_id, self._role_of)
+        self.sessions = ReadSessions()  # dashboard sign-ins (node/access.py)
 
     # app ------------------------------------------------------------------------------------------
     def routes(self) -> list[tuple[str, str, Handler]]:
@@ -190,7 +191,7 @@ class Api:
                                                                                 self._rate_limit, self._reader])
         for method, path, handler in self.routes():
             app.router.add_route(method, path, handler)
-        add_dashboard(app, self.node)  # the browser dashboard at / (node/dashboard.py)
+        add_dashboard(app, self.node, self.sessions)  # the browser dashboard at / (node/dashboard.py)
         return app
 
     @web.middleware
@@ -263,13 +264,16 @@ class Api:
 
     @web.middleware
     async def _reader(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Who asks: a KWH-Sig credential (checked, used up) or a peer session; public otherwise. A bad,
-        expired or replayed credential is refused on every route, also where none is needed."""
+        """Who asks: a KWH-Sig credential (checked, used up), a peer session or a dashboard sign-in cookie;
+        public otherwise. A bad, expired or replayed credential is refused on every route, also where none
+        is needed."""
         auth = request.headers.get("Authorization", "")
         if auth.startswith(SCHEME + " ") and not request.path.startswith(("/peer/", "/admin/")):
             request["reader"] = self.guard.check(auth, request.method, request.raw_path, now_ms())
         elif self.node.peers.session_key(request) is not None:
             request["reader"] = Reader(PEER)
+        elif (key := self.sessions.key_of(request.cookies.get(SESSION_COOKIE, ""), now_ms())) is not None:
+            request["reader"] = Reader(self._role_of(key), key)  # a dashboard sign-in
         else:
             request["reader"] = PUBLIC_READER
         return await handler(request)

@@ -1,11 +1,13 @@
 """The browser dashboard every node serves at `/`: one HTML page, one script and one style sheet from
-node/static/ (no CDN: it works with no internet), reading the node's public JSON views.
+node/static/ (no CDN: it works with no internet), reading the node's JSON views.
 
 Besides the public single-object routes (`/status`, `/blocks/{ref}`, `/tx/{id}`, `/accounts/{addr}`,
 `/meters/{id}`, `/lots/{id}`, `/trades/{id}`, `/energy`), the pages use the bounded aggregate views
 under `/dashboard/api/`: each answers one page (`limit` capped, a `next` cursor where there is more),
 and none scans the chain per request: series come from node/dashboard_index.py's digest.
-Read-only, no login: they show nothing the public API does not.
+Read-only. They show what the reader may see under ADR 012, like the API: public data to anyone, an
+account's own data once its owner signs in (`/dashboard/session`, node/access.py), everything to the
+full-read roles.
 """
 from __future__ import annotations
 
@@ -20,10 +22,11 @@ from aiohttp import web
 from ledger.keys import format_address, parse_address
 from ledger.tx import Vote
 
-from .access import PUBLIC_READER, require_reader
+from .access import (CREDENTIAL_REQUIRED, PUBLIC_READER, SCHEME, SESSION_COOKIE, SESSION_TTL_MS, Reader,
+                     ReadSessions, require_reader)
 from .codes import BAD_REQUEST, NOT_FOUND, ApiError, hex_value
 from .dashboard_index import DashboardIndex
-from .service import Node
+from .service import Node, now_ms
 from .views import lot_json, offer_json, order_json, trade_json, tx_json
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -69,13 +72,19 @@ def _address(value: str) -> bytes:
         raise ApiError(BAD_REQUEST, f"bad address {value[:60]!r}: {exc}") from None
 
 
+def _reader_json(reader: Reader) -> dict[str, Any]:
+    return {"role": reader.role, "full": reader.full, "key": reader.key.hex() if reader.key else None,
+            "address": format_address(reader.address) if reader.address is not None else None}
+
+
 def _json(data: Any) -> web.Response:
     return web.json_response(data, headers={"Cache-Control": "no-store"})
 
 
 class Dashboard:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, sessions: ReadSessions) -> None:
         self.node = node
+        self.sessions = sessions
         self.chain = node.chain
         self.index = DashboardIndex(node.chain)
         self._task: asyncio.Task[None] | None = None
@@ -93,6 +102,9 @@ class Dashboard:
         r.add_get("/dashboard/api/market", self.market)
         r.add_get("/dashboard/api/search", self.search)
         r.add_get("/dashboard/openapi.json", self.openapi)
+        r.add_get("/dashboard/session", self.session)
+        r.add_post("/dashboard/session", self.sign_in)
+        r.add_delete("/dashboard/session", self.sign_out)
         app.on_cleanup.append(self._stop)
 
     # the digest follows the head ------------------------------------------------------------------
@@ -141,6 +153,30 @@ class Dashboard:
 
     async def openapi(self, request: web.Request) -> web.Response:
         return _json(OPENAPI)
+
+    # sign-in (node/access.py ReadSessions) ----------------------------------------------------------
+    async def session(self, request: web.Request) -> web.Response:
+        """Who the page reads as: its role, and the key and address of a signed-in reader."""
+        return _json(_reader_json(request.get("reader", PUBLIC_READER)))
+
+    async def sign_in(self, request: web.Request) -> web.Response:
+        """Trade one read credential signed for this route (made by `kwh-wallet dashboard`) for a session
+        cookie: the browser never holds the key, and the credential was good for this one request."""
+        reader: Reader = request.get("reader", PUBLIC_READER)
+        if not request.headers.get("Authorization", "").startswith(SCHEME + " ") or reader.key is None:
+            raise ApiError(CREDENTIAL_REQUIRED, f"sign in with a {SCHEME} credential for POST /dashboard/session "
+                                                "(kwh-wallet dashboard prints a sign-in link)", 401)
+        token, until = self.sessions.open(reader.key, now_ms())
+        response = _json({**_reader_json(reader), "expires_ms": until})
+        response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_TTL_MS // 1000, path="/", httponly=True,
+                            samesite="Strict", secure=request.secure)
+        return response
+
+    async def sign_out(self, request: web.Request) -> web.Response:
+        self.sessions.close(request.cookies.get(SESSION_COOKIE, ""))
+        response = _json(_reader_json(PUBLIC_READER))
+        response.del_cookie(SESSION_COOKIE, path="/")
+        return response
 
     # chain ----------------------------------------------------------------------------------------
     async def blocks(self, request: web.Request) -> web.Response:
@@ -319,6 +355,7 @@ class Dashboard:
         """Order book depth by price level, the best orders, open offers and the most recent trades: each
         one page, read by id (the book's first orders; the digest's last offers and trades)."""
         limit = _limit(request, 20, MAX_PAGE)
+        reader: Reader = request.get("reader", PUBLIC_READER)
         self._follow_from_now()
         await self.index.current()
         chain = self.chain
@@ -340,7 +377,7 @@ class Dashboard:
             if t is None:
                 continue
             counts[t.status] = counts.get(t.status, 0) + 1
-            if len(trades) < limit:
+            if len(trades) < limit and reader.owns(t.seller, t.buyer):  # counts are public, trades personal
                 trades.append(trade_json(trade_id, t))
         return _json({"depth": depth, "book": book, "offers": offers, "trades": trades,
                       "recent_trade_counts": counts, "recent_trades_counted": sum(counts.values())})
@@ -383,6 +420,8 @@ def _get(summary: str, required: list[str], params: list[dict[str, Any]]) -> dic
         "type": "object", "required": required}}}}
     return {"get": {"summary": summary, "parameters": params, "tags": ["dashboard"],
                     "responses": {"200": ok, "400": {"description": "bad parameter", **error},
+                                  "401": {"description": "personal data: sign in (ADR 012)", **error},
+                                  "403": {"description": "personal data of another account", **error},
                                   "404": {"description": "not found", **error},
                                   "429": {"description": "rate limited", **error}}}}
 
@@ -425,6 +464,6 @@ OPENAPI: dict[str, Any] = {
 }
 
 
-def add_dashboard(app: web.Application, node: Node) -> None:
+def add_dashboard(app: web.Application, node: Node, sessions: ReadSessions) -> None:
     """Serve the dashboard and its views on the API's app (node/api.py calls this)."""
-    Dashboard(node).register(app)
+    Dashboard(node, sessions).register(app)

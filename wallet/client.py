@@ -122,6 +122,17 @@ class NodeClient:
         assert self._key is not None
         return credential(self._key, self._identity[1], self._identity[2], method, path, int(time.time() * 1000))
 
+    def sign_in_link(self, key: AccountKey) -> str:
+        """A dashboard sign-in link for `key`: a credential for POST /dashboard/session in the URL fragment
+        (a browser never sends a fragment to a server, so it stays out of every log); good for one use
+        within a minute (node/access.py)."""
+        previous, self._key = self._key, key
+        try:
+            auth = self._credential("POST", "/dashboard/session")
+        finally:
+            self._key = previous
+        return f"{self.url}/#/signin/{urllib.parse.quote(auth, safe='')}"
+
     # transport ------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: bytes | None = None,
                  content_type: str | None = None) -> Any:

@@ -49,6 +49,28 @@ def status(w: Wallet) -> None:
 
 
 @click.command()
+@common
+@with_key
+@pass_wallet
+def dashboard(w: Wallet) -> None:
+    """Print a link that signs the node's browser dashboard in as the chosen key, for one hour.
+
+    Without it the dashboard shows public data only (ADR 012); signed in, it shows the key's own balances,
+    lots, history, meter readings and trades (an authority or auditor key: everything). The link holds a
+    one-use credential, good for a minute; the key itself never reaches the browser.
+
+    \b
+    Examples:
+      kwh-wallet --name alice dashboard
+    """
+    link = w.client.sign_in_link(w.unlock())
+    if w.as_json:
+        w.emit_json({"url": link, "address": w.my_address()})
+        return
+    click.echo(link)
+
+
+@click.command()
 @click.argument("addr", metavar="[ADDRESS]", required=False)
 @common
 @with_key
@@ -337,4 +359,4 @@ def redeem(w: Wallet, kwh: str) -> None:
     w.submit(Redeem(wh), f"redeem {kwh_text(wh)}", {"wh": wh})
 
 
-COMMANDS = [status, balance, lots, lot, history, show_tx, send, send_wh, redeem]
+COMMANDS = [status, balance, lots, lot, history, show_tx, send, send_wh, redeem, dashboard]

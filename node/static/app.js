@@ -33,13 +33,25 @@ class ApiError extends Error {
   }
 }
 
-async function api(path) {
-  const resp = await fetch(path, {headers: {Accept: "application/json"}, cache: "no-store"});
+async function api(path, method = "GET", headers = {}) {
+  const resp = await fetch(path, {method, headers: Object.assign({Accept: "application/json"}, headers),
+                                  cache: "no-store", credentials: "same-origin"});
   let body = null;
   try { body = await resp.json(); } catch (e) { body = null; }
   if (!resp.ok) throw new ApiError(resp.status, body);
   return body;
 }
+
+// personal data (ADR 012): a 401/403 means "sign in as its owner", not "broken"
+const isPrivate = (e) => e instanceof ApiError && (e.status === 401 || e.status === 403);
+const privateNote = (id, what) => h("p", {class: "muted private", id, text:
+  `${what} ${reader.key ? "belongs to another account" : "is personal data"}: sign in as its owner, an auditor or ` +
+  "an authority with 'kwh-wallet --name NAME dashboard' and open the link it prints."});
+const orPrivate = (promise) => promise.catch((e) => { if (isPrivate(e)) return null; throw e; });
+let reader = {role: "public", full: false, key: null, address: null};  // who this page reads as
+// ask only for what the reader may see (a refused request would still be a console error)
+const mayRead = (owner) => reader.full || (reader.address !== null && reader.address === owner);
+const unless = (ok, promise) => ok ? orPrivate(promise()) : Promise.resolve(null);
 
 const fmt = {
   int: (n) => (n === null || n === undefined) ? "–" : Number(n).toLocaleString("en-US"),
@@ -60,7 +72,7 @@ const fmt = {
     if (j < 3.6e6) return (j / 3600).toLocaleString("en-US", {maximumFractionDigits: 3}) + " Wh";
     return (j / 3.6e6).toLocaleString("en-US", {maximumFractionDigits: 3}) + " kWh";
   },
-  time: (ms) => new Date(ms).toLocaleString("sv-SE").replace("T", " "),
+  time: (ms) => Number.isFinite(ms) ? new Date(ms).toLocaleString("sv-SE").replace("T", " ") : "–",
   clock: (ms) => new Date(ms).toLocaleTimeString("en-GB"),
   hour: (s) => new Date(s * 1000).toLocaleString("sv-SE", {month: "2-digit", day: "2-digit", hour: "2-digit"}) + "h",
   short: (hex, n = 10) => hex ? hex.slice(0, n) + "…" : "–",
@@ -322,7 +334,8 @@ async function blockPage(gen, ref) {
     ], "block-header")),
     h("div", {class: "pager"}, b.height > 0 ? link.block(b.height - 1, "← previous") : null,
       h("a", {href: `#/block/${b.height + 1}`, text: "next →"})),
-    panel(`Transactions (${b.txs.length})`, txsTable(rows, "block-txs")));
+    b.txs.length || !b.tx_count ? panel(`Transactions (${b.txs.length})`, txsTable(rows, "block-txs"))
+      : panel(`Transactions (${fmt.int(b.tx_count)})`, privateNote("block-private", "What a block's transactions say")));
 }
 
 const PARTY_FIELDS = ["sender", "to", "owner", "seller", "buyer"];
@@ -331,24 +344,26 @@ const LINKED = {meter_id: link.meter, offer_id: link.tx, trade_id: link.tx, orde
 async function txPage(gen, id) {
   const t = await api(`/tx/${encodeURIComponent(id)}`);
   if (gen !== generation) return;
-  const fields = Object.entries(t.tx).filter(([k]) => !["txid", "kind", "signature", "sender_key"].includes(k));
+  const body = t.tx || {};
+  const fields = Object.entries(body).filter(([k]) => !["txid", "kind", "signature", "sender_key"].includes(k));
   const value = (k, v) => PARTY_FIELDS.includes(k) ? link.account(v, v) : LINKED[k] ? LINKED[k](v, v)
     : k === "amount" || k === "fee" ? `${fmt.coin(v)} coin` : /(^|_)(wh|register)$/.test(k) ? fmt.wh(v)
     : /^(interval_start|window_start|window_end)$/.test(k) ? fmt.time(v * 1000)
     : k === "price_per_wh" ? `${fmt.pricekwh(v)} coin/kWh` : h("span", {class: "mono", text: String(v)});
   // an offer's and a trade's id is the id of the tx that made them: show their state beside the tx
-  const made = t.status !== "included" ? null : t.tx.kind === "accept_offer" ? await api(`/trades/${t.txid}`).catch(() => null)
-    : t.tx.kind === "post_offer" ? await api(`/market/offers/${t.txid}`).catch(() => null) : null;
+  const made = t.status !== "included" ? null : body.kind === "accept_offer" ? await api(`/trades/${t.txid}`).catch(() => null)
+    : body.kind === "post_offer" ? await api(`/market/offers/${t.txid}`).catch(() => null) : null;
   if (gen !== generation) return;
   render(h("h1", {text: `Transaction`}),
     panel(null, kv([
       ["txid", h("span", {class: "hash", id: "tx-id", text: t.txid})],
-      ["type", h("span", {id: "tx-kind", text: t.tx.kind})],
+      ["type", h("span", {id: "tx-kind", text: body.kind || "–"})],
       ["status", h("span", {id: "tx-status"}, badge(t.status), t.final === true ? " final" : "")],
       ...(t.height !== undefined ? [["block", link.block(t.height)], ["index in block", String(t.index)]] : []),
       ...(t.reason ? [["rejection reason", h("span", {id: "tx-reason", text: t.reason})], ["detail", t.detail || ""]] : []),
       ...fields.map(([k, v]) => [k, value(k, v)]),
     ], "tx-fields")),
+    t.tx ? null : privateNote("tx-private", "What this transaction says"),
     made && made.trade_id ? panel("The trade it opened", kv([
       ["status", h("span", {id: "trade-status"}, badge(made.status))], ["seller", link.account(made.seller, made.seller)],
       ["buyer", link.account(made.buyer, made.buyer)], ["energy", fmt.wh(made.wh)],
@@ -364,11 +379,17 @@ async function txPage(gen, id) {
 
 async function accountPage(gen, addr) {
   const before = query().get("before"), offset = query().get("offset");
+  const ok = mayRead(addr);
   const [a, lots, hist] = await Promise.all([
-    api(`/accounts/${encodeURIComponent(addr)}`),
-    api(`/dashboard/api/accounts/${encodeURIComponent(addr)}/lots?limit=20` + (offset ? `&offset=${encodeURIComponent(offset)}` : "")),
-    api(`/dashboard/api/accounts/${encodeURIComponent(addr)}/history?limit=20` + (before ? `&before=${encodeURIComponent(before)}` : ""))]);
+    unless(ok, () => api(`/accounts/${encodeURIComponent(addr)}`)),
+    unless(ok, () => api(`/dashboard/api/accounts/${encodeURIComponent(addr)}/lots?limit=20` + (offset ? `&offset=${encodeURIComponent(offset)}` : ""))),
+    unless(ok, () => api(`/dashboard/api/accounts/${encodeURIComponent(addr)}/history?limit=20` + (before ? `&before=${encodeURIComponent(before)}` : "")))]);
   if (gen !== generation) return;
+  if (a === null || lots === null || hist === null) {
+    render(h("h1", {text: "Account"}), h("p", {class: "hash", id: "acct-address", text: addr}),
+      privateNote("acct-private", "An account's balances, lots and history"));
+    return;
+  }
   render(h("h1", {text: "Account"}), h("p", {class: "hash", id: "acct-address", text: a.address}),
     h("div", {class: "cards"},
       card("coin (free)", fmt.coin(a.coin), "acct-coin", a.coin), card("coin (locked)", fmt.coin(a.locked_coin), "acct-locked-coin", a.locked_coin),
@@ -391,10 +412,10 @@ async function accountPage(gen, addr) {
 }
 
 async function meterPage(gen, id) {
-  const [m, r] = await Promise.all([api(`/meters/${encodeURIComponent(id)}`),
-                                    api(`/dashboard/api/meters/${encodeURIComponent(id)}/readings?limit=96`)]);
+  const m = await api(`/meters/${encodeURIComponent(id)}`);
+  const r = await unless(mayRead(m.owner), () => api(`/dashboard/api/meters/${encodeURIComponent(id)}/readings?limit=96`));
   if (gen !== generation) return;
-  const rd = r.readings;
+  const rd = r ? r.readings : [];
   render(h("h1", {text: "Meter"}), h("p", {class: "hash", id: "meter-id", text: m.meter_id}),
     h("div", {class: "cards"},
       card("export register", fmt.wh(m.export_register), "meter-export", m.export_register), card("import register", fmt.wh(m.import_register), "meter-import", m.import_register),
@@ -405,11 +426,12 @@ async function meterPage(gen, id) {
       ["rated power", `${fmt.int(m.rated_w)} W`], ["interval", `${m.interval_s / 60} min`],
       ["enrolled in block", link.block(m.enrolled_height)], ["next interval starts", fmt.time(m.next_start * 1000)],
       ["public key (P-256)", h("span", {class: "hash", text: m.public})]])),
-    panel(`Exported and imported energy per interval (last ${rd.length} readings)`,
+    r ? null : privateNote("meter-private", "A meter's registers and readings (a household's load curve)"),
+    r === null ? null : panel(`Exported and imported energy per interval (last ${rd.length} readings)`,
       barChart("meter-chart", rd.map((x) => fmt.time(x.interval_start * 1000).slice(5, 16)),
         [{name: "exported", color: "var(--export)", values: rd.map((x) => x.export_wh)},
          {name: "imported", color: "var(--import)", values: rd.map((x) => x.import_wh)}], fmt.wh)),
-    panel("Readings", table([
+    r === null ? null : panel("Readings", table([
       ["interval", (x) => fmt.time(x.interval_start * 1000)], ["exported", (x) => fmt.wh(x.export_wh), "num"],
       ["imported", (x) => fmt.wh(x.import_wh), "num"], ["block", (x) => link.block(x.height), "num"],
       ["reading", (x) => link.tx(x.txid)],
@@ -492,7 +514,8 @@ async function marketPage(gen) {
       ["remaining", (o) => fmt.wh(o.remaining), "num"], ["of", (o) => fmt.wh(o.wh), "num"],
       ["price (coin/kWh)", (o) => fmt.pricekwh(o.price_per_wh), "num"], ["source", (o) => o.source || "any"],
       ["window ends", (o) => fmt.time(o.window_end * 1000)]], m.offers, "mk-offer-table")),
-    panel("Trades (newest first)", table([
+    panel(reader.full ? "Trades (newest first)" : "Your trades among the newest",
+      reader.full ? null : privateNote("mk-trades-private", "A trade between two accounts"), table([
       ["trade", (t) => link.tx(t.trade_id)], ["seller", (t) => link.account(t.seller)], ["buyer", (t) => link.account(t.buyer)],
       ["Wh", (t) => fmt.int(t.wh), "num"], ["escrow", (t) => fmt.coin(t.escrow), "num"],
       ["delivered", (t) => fmt.wh(t.delivered), "num"], ["released", (t) => fmt.coin(t.released), "num"],
@@ -500,8 +523,36 @@ async function marketPage(gen) {
 }
 
 // ---- routing and search -------------------------------------------------------------------------------------
+// ---- sign-in: kwh-wallet dashboard prints <node>/#/signin/<credential>; the fragment never leaves the browser
+function showReader() {
+  const el = document.getElementById("reader");
+  el.replaceChildren(reader.key
+    ? h("span", {}, h("span", {id: "reader-role", text: reader.role}), " ", link.account(reader.address, fmt.short(reader.address, 14)),
+        " ", h("button", {id: "sign-out", type: "button", onclick: signOut, text: "sign out"}))
+    : h("span", {id: "reader-role", class: "muted", title: "sign in: kwh-wallet --name NAME dashboard", text: "public view"}));
+}
+
+async function refreshReader() {
+  try { reader = await api("/dashboard/session"); } catch (e) { /* keep what we had */ }
+  showReader();
+}
+
+async function signOut() {
+  await api("/dashboard/session", "DELETE").catch(() => null);
+  await refreshReader();
+  route();
+}
+
+async function signInPage(gen, credential) {
+  history.replaceState(null, "", "#/");  // the one-use credential leaves the address bar and the history
+  reader = await api("/dashboard/session", "POST", {Authorization: credential});
+  showReader();
+  if (gen !== generation) return;
+  location.hash = reader.address ? `#/account/${reader.address}` : "#/";
+}
+
 const ROUTES = {"": overview, blocks: blocksPage, block: blockPage, tx: txPage, account: accountPage,
-                meter: meterPage, lot: lotPage, energy: energyPage, market: marketPage};
+                meter: meterPage, lot: lotPage, energy: energyPage, market: marketPage, signin: signInPage};
 
 async function route() {
   clearInterval(timer);
@@ -544,4 +595,4 @@ document.getElementById("search").addEventListener("submit", async (ev) => {
 
 api("/status").then((st) => { document.getElementById("chain-id").textContent = st.chain_id; }).catch(() => {});
 window.addEventListener("hashchange", route);
-route();
+refreshReader().then(route);  // who reads first: a page asks only for what its reader may see

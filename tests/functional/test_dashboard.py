@@ -11,12 +11,14 @@ Without /usr/bin/chromium, chromedriver or selenium the module is skipped with o
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,7 +26,9 @@ from typing import Any, Iterator
 import pytest
 
 import browser
-from framework import REPO, wait_until
+from framework import REPO, read_credential, wait_until
+from ledger.keys import AccountKey
+from node.keyfile import load_key
 
 pytestmark = pytest.mark.functional
 
@@ -35,17 +39,40 @@ if WHY_NOT:
 ARTIFACTS = REPO / "tests" / "artifacts" / "dashboard"
 
 
-def get(url: str, path: str) -> Any:
-    with urllib.request.urlopen(url + path, timeout=10) as resp:
+def get(url: str, path: str, key: AccountKey | None = None) -> Any:
+    """GET a JSON route; with `key`, signed with a read credential of that key (ADR 012)."""
+    headers = {"Authorization": read_credential(url, key, "GET", path)} if key is not None else {}
+    with urllib.request.urlopen(urllib.request.Request(url + path, headers=headers), timeout=10) as resp:
         return json.loads(resp.read())
 
 
 class Devnet:
-    def __init__(self, proc: subprocess.Popen[bytes], url: str, directory: Path, out: Path) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, directory: Path, out: Path,
+                 authority: AccountKey) -> None:
         self.proc, self.url, self.dir, self.out = proc, url, directory, out
+        self.authority = authority  # reads everything, like the signed-in browser of most tests
 
     def api(self, path: str) -> Any:
-        return get(self.url, path)
+        return get(self.url, path, self.authority)
+
+
+def authority_key(directory: Path, url: str) -> AccountKey:
+    """The key of one of the devnet's authorities (from its node key files)."""
+    current = get(url, "/authorities")["authorities"]
+    return next(k for k in map(load_key, sorted(directory.rglob("keys/nodes/*.json"))) if k.public.hex() in current)
+
+
+def sign_in(driver: Any, devnet: Devnet, link: str, role: str) -> None:
+    """Open a sign-in link (what `kwh-wallet dashboard` prints) and wait for the page to read as `role`."""
+    browser.open_page(driver, link)
+    wait_until(lambda: driver.find_element("id", "reader-role").text == role, 15, 0.2,
+               f"the dashboard reads as {role}")
+    assert "#/signin/" not in driver.current_url, "the one-use credential left the address bar"
+
+
+def authority_link(devnet: Devnet) -> str:
+    cred = read_credential(devnet.url, devnet.authority, "POST", "/dashboard/session")
+    return f"{devnet.url}/#/signin/{urllib.parse.quote(cred, safe='')}"
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +93,10 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
                           "kwh-devnet up prints the dashboard URL")
         assert line.group(1) == url + "/"
         # enough of a day: energy minted, trades made, orders on the book
-        wait_until(lambda: get(url, "/energy")["minted_wh"] > 0 and get(url, "/trades")["trades"]
+        auditor = authority_key(root / "devnet", url)
+        wait_until(lambda: get(url, "/energy")["minted_wh"] > 0 and get(url, "/trades", auditor)["trades"]
                    and get(url, "/status")["height"] >= 30, 60, 0.5, "30 blocks, readings minted and trades made")
-        yield Devnet(proc, url, root / "devnet", out)
+        yield Devnet(proc, url, root / "devnet", out, authority_key(root / "devnet", url))
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)  # `up` stops its agents and nodes in order
@@ -80,9 +108,11 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
 
 
 @pytest.fixture(scope="module")
-def driver() -> Iterator[Any]:
+def driver(devnet: Devnet) -> Iterator[Any]:
+    """A browser signed in as an authority: the pages show everything, as the API read as one does."""
     d = browser.chromium()
     try:
+        sign_in(d, devnet, authority_link(devnet), "authority")
         yield d
     finally:
         d.quit()
@@ -289,6 +319,51 @@ def test_market_page(driver: Any, devnet: Devnet) -> None:
     # the trades listed are the newest, newest first
     listed = [t["height"] for t in market["trades"]]
     assert listed == sorted(listed, reverse=True) and listed[0] >= newest_before
+
+
+def test_public_view_hides_personal_data_and_an_owner_signs_in_with_the_wallet(driver: Any, devnet: Devnet,
+                                                                               tmp_path: Path) -> None:
+    """ADR 012 in the browser: signed out, an account, a meter's readings, a transfer's body and the trades
+    are hidden with a note saying how to sign in; `kwh-wallet dashboard` signs an owner in, who sees its
+    own account and not another's; the page never holds the key, and the sign-in link works once."""
+    wallets = json.loads((devnet.dir / "devnet.json").read_text())["wallets"]
+    owner, other = wallets[0], wallets[1]
+    meter_id = devnet.api("/meters")["meters"][0]["meter_id"]
+    transfer = next(t for t in devnet.api("/dashboard/api/txs?limit=50")["txs"] if t["kind"] != "vote")
+    driver.find_element("id", "sign-out").click()
+    wait_until(lambda: text(driver, "reader-role") == "public view", 10, 0.2, "signed out")
+    page(driver, devnet, f"#/account/{owner['address']}", "public-account")
+    assert "personal data" in text(driver, "acct-private") and not driver.find_elements("id", "acct-coin")
+    page(driver, devnet, f"#/meter/{meter_id}", "public-meter")
+    assert text(driver, "meter-id") == meter_id and driver.find_elements("id", "meter-private")
+    assert not driver.find_elements("id", "meter-readings")
+    page(driver, devnet, f"#/tx/{transfer['txid']}")
+    assert text(driver, "tx-status") and driver.find_elements("id", "tx-private")
+    page(driver, devnet, "#/market")
+    assert [r.text for r in rows(driver, "mk-trades")] == ["none"] and driver.find_elements("id", "mk-trades-private")
+    assert int(value(driver, "mk-settled")) >= 0  # the counts stay public
+
+    env = dict(os.environ, KWH_WALLET_PASSPHRASE="dashboard test")
+    wallet = [sys.executable, "-m", "wallet", "--keystore", str(tmp_path / "ks"), "--node", devnet.url]
+    subprocess.run(wallet + ["import-key", str(devnet.dir / owner["key_file"]), "--name", "me"], env=env,
+                   check=True, capture_output=True, cwd=REPO)
+    done = subprocess.run(wallet + ["--name", "me", "dashboard"], env=env, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    link = done.stdout.strip()
+    assert link.startswith(devnet.url + "/#/signin/")
+    sign_in(driver, devnet, link, "account")
+    wait_until(lambda: driver.find_elements("id", "acct-coin"), 10, 0.2, "the owner lands on its account")
+    mine = steady(devnet, f"/accounts/{owner['address']}",
+                  lambda: page(driver, devnet, f"#/account/{owner['address']}", "owner-account"))
+    assert int(value(driver, "acct-coin")) == mine["coin"]
+    page(driver, devnet, f"#/account/{other['address']}")
+    assert "another account" in text(driver, "acct-private")
+    assert driver.execute_script("return document.cookie") == "", "the session cookie is HttpOnly"
+    browser.open_page(driver, link)  # used once already: refused, and the page says why
+    wait_until(lambda: driver.find_elements("id", "page-error"), 10, 0.2, "a used link is refused")
+    assert "credential_replayed" in text(driver, "page-error")
+    assert any("401" in e["message"] for e in browser.console_errors(driver))  # the refusal, and nothing else
+    sign_in(driver, devnet, authority_link(devnet), "authority")  # as the other tests expect
 
 
 def test_dashboard_views_are_bounded(devnet: Devnet) -> None:

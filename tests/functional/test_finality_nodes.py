@@ -94,7 +94,13 @@ def test_one_authority_cannot_revert_a_payment_with_hashing(net: NodeNet) -> Non
     at = include(net.authorities[1], payment)["height"]
     wait_final(net.nodes, at)
     node = net.authorities[0]
-    chain = replica(node, net.net)
+
+    def with_an_in_turn_block_above() -> tuple[Chain, int] | None:
+        """A replica whose chain has an in-turn block above the payment's (its parent is forked below)."""
+        chain = replica(node, net.net)
+        tops = [h for h in range(chain.height, at, -1) if chain.in_turn(h, chain.block_at(h).header.proposer)]
+        return (chain, tops[0]) if tops else None
+    chain, top = wait_until(with_an_in_turn_block_above, 30, 0.5, "an in-turn block above the payment's")
     peer = PeerClient(node, net.spare_keys[0], net.chain_id)
     assert peer.handshake()[0] == 200
     below_final = fork_block(chain, net, at - 1, difficulty=1 << 16)
@@ -104,8 +110,6 @@ def test_one_authority_cannot_revert_a_payment_with_hashing(net: NodeNet) -> Non
     head = height(node)
     # a parent whose canonical child came in turn (weight 2): the fork block, out of turn, weighs 1 less.
     # (Against an out-of-turn child it would tie, and `tie_rank` would decide, whatever its hash.)
-    top = next(h for h in range(chain.height, at, -1)
-               if chain.in_turn(h, chain.block_at(h).header.proposer))
     recent = fork_block(chain, net, top - 1, difficulty=1 << 16)
     peer2 = PeerClient(net.authorities[2], net.spare_keys[0], net.chain_id)
     assert peer2.handshake()[0] == 200

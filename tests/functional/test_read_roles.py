@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from framework import AUDITOR, NodeNet, NodeProcess, get, post_tx, read_credential, request, wait_until
+from ledger.fees import required_fee
 from ledger.keys import AccountKey
 from ledger.testing import MeterState
 from ledger.tx import COIN, PlaceOrder, PostOffer, AcceptOffer, Transfer, Tx, sign_tx
@@ -45,11 +46,15 @@ def seeded(net: NodeNet, node: NodeProcess) -> dict[str, Any]:
     cid, (a0, a1, a2, a3) = net.chain_id, net.net.accounts
     now = int(time.time())
     reading = MeterState(net.net.meters[0], (now // 900 - 4) * 900).read(cid, 1500, 300)
-    pay = sign_tx(a1, cid, 0, 1000, Transfer(a2.address, COIN))
-    order = sign_tx(a2, cid, 0, 1000, PlaceOrder("buy", 10, 3))
-    offer = sign_tx(a0, cid, 0, 1000, PostOffer(1000, 5, now, now + 7200, "solar"))
+    fee = net.net.genesis.min_fee
+
+    def signed(key: AccountKey, body: Any) -> Tx:
+        return sign_tx(key, cid, 0, required_fee(fee, body), body)  # with what the state it adds costs
+    pay = signed(a1, Transfer(a2.address, COIN))
+    order = signed(a2, PlaceOrder("buy", 10, 3))
+    offer = signed(a0, PostOffer(1000, 5, now, now + 7200, "solar"))
     _include(node, [reading, pay, order, offer])
-    accept = sign_tx(a3, cid, 0, 1000, AcceptOffer(offer.txid, 100))
+    accept = signed(a3, AcceptOffer(offer.txid, 100))
     _include(node, [accept])
     lot = get(node, f"/accounts/{a0.address_text}/lots")["lots"][0]["lot_id"]
     return {"reading": reading.txid.hex(), "pay": pay.txid.hex(), "trade": accept.txid.hex(), "lot": lot,
@@ -77,6 +82,10 @@ TABLE = [
     ("/market/orders?owner={a2}", ["a2"]), ("/trades?party={a3}", ["a3"]), ("/trades?party={a0}", ["a0"]),
     ("/trades/{trade}", ["a0", "a3"]), ("/tx/{pay}", "all"), ("/tx/{reading}", "all"), ("/tx/{trade}", "all"),
     ("/market/orders", []), ("/trades", []), ("/blocks?format=msgpack", []), ("/blocks/1?format=msgpack", []),
+    # the dashboard's views check the reader the same way
+    ("/dashboard/api/accounts/{a0}/history", ["a0"]), ("/dashboard/api/accounts/{a0}/lots", ["a0"]),
+    ("/dashboard/api/meters/{meter}/readings", ["a0"]), ("/dashboard/api/market", "all"),
+    ("/dashboard/api/txs", "all"), ("/dashboard/session", "all"),
 ]
 
 
@@ -160,3 +169,56 @@ def test_anyone_follows_a_txid_but_only_its_signer_reads_the_body(net: NodeNet, 
         assert code == 200 and data["status"] == "included" and data["height"] >= 1, (role, data)
         sees = role in readers or role in ("auditor", "authority")
         assert ("tx" in data) == sees, (role, data)
+
+
+def test_dashboard_views_show_the_public_what_the_api_does(net: NodeNet, node: NodeProcess,
+                                                           seeded: dict[str, Any]) -> None:
+    """Recent transactions: where they are for anyone, what they say for full readers; the market's
+    recent trades: counts for anyone, a trade itself for its parties."""
+    a0, a1 = net.net.accounts[0], net.net.accounts[1]
+    for key in (None, a1):
+        rows = get(node, "/dashboard/api/txs?limit=50", auth=key)["txs"]
+        assert any(r["kind"] != "vote" for r in rows)  # votes are consensus data, public like headers
+        assert all(set(r) <= {"txid", "kind", "height", "index", "final"} for r in rows if r["kind"] != "vote"), rows
+        market = get(node, "/dashboard/api/market", auth=key)
+        assert market["trades"] == [] and market["recent_trade_counts"], market
+    assert any("sender" in r for r in get(node, "/dashboard/api/txs?limit=50", auth=AUDITOR)["txs"])
+    assert [t["trade_id"] for t in get(node, "/dashboard/api/market", auth=a0)["trades"]] == [seeded["trade"]]
+
+
+def _session(node: NodeProcess, method: str, cookie: str | None = None, key: AccountKey | None = None,
+             header: str | None = None, path: str = "/dashboard/session") -> tuple[int, Any, dict[str, str]]:
+    headers = {"Cookie": cookie} if cookie else {}
+    if header is not None:
+        headers["Authorization"] = header
+    elif key is not None:
+        headers["Authorization"] = read_credential(node, key, method, path)
+    return request(node, method, path, headers=headers, auth=None)
+
+
+def test_a_dashboard_sign_in_trades_one_credential_for_an_httponly_session(net: NodeNet, node: NodeProcess,
+                                                                           seeded: dict[str, Any]) -> None:
+    a0, a1 = net.net.accounts[0], net.net.accounts[1]
+    code, data, _ = _session(node, "POST")
+    assert (code, data["error"]) == (401, "credential_required"), data
+    header = read_credential(node, a0, "POST", "/dashboard/session")
+    code, data, headers = _session(node, "POST", header=header)
+    assert code == 200 and data["address"] == a0.address_text and data["role"] == "account", data
+    set_cookie = headers["Set-Cookie"]
+    assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie, set_cookie
+    cookie = set_cookie.split(";")[0]
+    assert _session(node, "POST", header=header)[1]["error"] == "credential_replayed"
+    assert _session(node, "GET", cookie)[1]["address"] == a0.address_text
+    mine, theirs = f"/accounts/{a0.address_text}", f"/accounts/{a1.address_text}"
+    assert _session(node, "GET", cookie, path=mine)[0] == 200
+    assert _session(node, "GET", cookie, path=f"/dashboard/api/meters/{seeded['meter']}/readings")[0] == 200
+    code, data, _ = _session(node, "GET", cookie, path=theirs)
+    assert (code, data["error"]) == (403, "forbidden"), data
+    assert _session(node, "GET", "kwh_read=forged", path=mine)[0] == 401  # an unknown session is no one
+    assert _session(node, "DELETE", cookie)[0] == 200
+    code, data, _ = _session(node, "GET", cookie, path=mine)
+    assert (code, data["error"]) == (401, "credential_required"), "signed out: the session is gone"
+    # an authority's session reads everything
+    code, data, headers = _session(node, "POST", key=node.key)
+    assert data["role"] == "authority" and data["full"] is True
+    assert _session(node, "GET", headers["Set-Cookie"].split(";")[0], path=theirs)[0] == 200
