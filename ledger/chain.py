@@ -55,7 +55,8 @@ from .encoding import decode, encode
 from .errors import Rejected
 from .genesis import Genesis
 from .keys import AccountKey
-from .state import (K_GLOBALS, ACC_BYTES, BOOK_BUY, BOOK_SELL, K_PARAMS, P_BOOK, P_HOLDING, P_ORDER_LOT, STATE_PREFIX, Account,
+from .state import (K_GLOBALS, ACC_BYTES, BOOK_BUY, BOOK_SELL, DUE_TRADE, K_PARAMS, P_BOOK, P_DUE, P_HOLDING, P_ORDER_LOT,
+                    STATE_PREFIX, Account,
                     Globals, Lot, Meter, Offer, Order, StateOverlay, Trade, k_account, k_lot, k_meter, k_offer,
                     k_order, k_trade, entry_problems, recompute_accumulator, root_of, _unpack)
 from .tx import SOURCES
@@ -866,6 +867,15 @@ class Chain:
     def trades(self) -> Iterator[tuple[bytes, Trade]]:
         for key, raw in self.kv.iterate(b"st"):
             yield key[2:], Trade.unpack(raw)
+
+    def unsettled_trades(self) -> Iterator[tuple[bytes, Trade]]:
+        """Trades not yet settled, from the settlement schedule (a trade leaves it when its window ends and
+        it settles): as many as are in flight, however many the ledger has settled in its life."""
+        for key, _raw in self.kv.iterate(P_DUE):
+            if key[10] == DUE_TRADE:
+                trade = self.trade(key[11:])
+                if trade is not None and trade.status != "settled":
+                    yield key[11:], trade
 
     def order(self, order_id: bytes, with_lots: bool = True) -> Order | None:
         """An order; with `with_lots` its `lots` lists the lots a sell order still locks (from their entries)."""

@@ -235,9 +235,10 @@ class Node:
         self.metrics.settled_wh.set(g.settled_wh)
 
     def update_escrow_gauge(self) -> None:
-        """Coin held in escrow: a walk over the trades, so only when /metrics is scraped, not per block."""
-        self.metrics.escrow_coin.set(sum(t.escrow - t.released - t.refunded for _id, t in self.chain.trades()
-                                         if t.status != "settled"))
+        """Coin held in escrow: a walk over the unsettled trades only (the settlement schedule), when /metrics
+        is scraped; it does not grow with the ledger's age."""
+        self.metrics.escrow_coin.set(sum(t.escrow - t.released - t.refunded
+                                         for _id, t in self.chain.unsettled_trades()))
 
     # blocks ---------------------------------------------------------------------------------------
     async def import_block(self, block: Block, origin: str | None = None, gossip: bool = True,

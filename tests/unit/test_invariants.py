@@ -184,6 +184,8 @@ def audit(chain: Chain) -> None:
     expected = {(DUE_OFFER, oid) for oid, o in chain.offers() if o.status == "open"}
     expected |= {(DUE_TRADE, tid) for tid, t in chain.trades() if t.status != "settled"}
     assert expected <= {(kind, item_id) for _end, kind, item_id in schedule}
+    # so the escrow gauge reads only the schedule's trades, and finds every unsettled one
+    assert dict(chain.unsettled_trades()) == {tid: t for tid, t in chain.trades() if t.status != "settled"}
 
     # trades: escrow covers what was released and refunded; the rest is the buyer's locked coin
     accepted_per_offer: Counter[bytes] = Counter()
