@@ -47,7 +47,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any, Callable, Container, Iterable, Iterator, Sequence
 
-from . import consensus
+from . import consensus, queries
 from . import errors as E
 from .block import (BLOCK_OVERHEAD_BYTES, MAX_BLOCK_BYTES, ZERO_HASH, Block, BlockHeader, Seal, decode_block,
                     meets_difficulty, merkle_root, seal_valid, tx_root_of)
@@ -425,13 +425,9 @@ class Chain:
             writes[b"E" + slot] = encode([first, block.hash])
 
     def evidence(self) -> list[dict[str, Any]]:
-        """Recorded double signings: proposer, height and the two block hashes."""
-        out = []
-        for key, raw in self.kv.iterate(b"E"):
-            first, second = _unpack(raw)
-            out.append({"proposer": key[1:33], "height": int.from_bytes(key[33:41], "big"),
-                        "blocks": [first, second]})
-        return out
+        """Recorded double signings: proposer, height and the two block hashes (all: for tests and tools;
+        the API pages them, queries.evidence)."""
+        return [e for e in queries.iterate_pages(lambda c: queries.evidence(self.kv, c, 1000)) if "blocks" in e]
 
     def _check_finality(self, block: Block, parent: BlockMeta) -> None:
         """Refuse a block that does not descend from the finalized block: walk its branch down to the
@@ -711,12 +707,7 @@ class Chain:
 
     def vote_evidence(self) -> list[dict[str, Any]]:
         """Conflicting votes: the authority, the kind of conflict and both signed votes (msgpack bytes)."""
-        out = []
-        for key, raw in self.kv.iterate(b"e"):
-            kind, first, second = _unpack(raw)
-            out.append({"voter": key[1:33], "target_height": int.from_bytes(key[33:41], "big"), "kind": kind,
-                        "votes": [first, second]})
-        return out
+        return [e for e in queries.iterate_pages(lambda c: queries.evidence(self.kv, c, 1000)) if "votes" in e]
 
     # finality: queries ----------------------------------------------------------------------------
     def finality(self) -> dict[str, Any]:
@@ -725,9 +716,15 @@ class Chain:
         return consensus.summary(consensus.Finality.unpack(raw) if raw is not None else None,
                                  self.genesis_block.hash)
 
+    @property
+    def finalized_height(self) -> int:
+        """The height below which nothing can be reverted: the head's finalized block, or higher if this
+        node applied a branch that finalized more and then moved to one whose state knows less."""
+        return max(self.head.finalized, self.final_floor)
+
     def is_final(self, height: int) -> bool:
         """Is the canonical block at `height` (and everything in it) final?"""
-        return height <= self.head.finalized
+        return height <= self.finalized_height
 
     def governance(self) -> consensus.Governance:
         raw = self.kv.get(consensus.K_GOVERNANCE)

@@ -23,7 +23,7 @@ which starts a new baseline after the new enrollment time.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from . import errors as E
 from . import ocmf
@@ -82,11 +82,6 @@ def load_ocmf_meter(kv: KV, meter_id: bytes) -> OcmfMeter | None:
     """Committed state (queries)."""
     raw = kv.get(k_ocmf_meter(meter_id))
     return OcmfMeter.unpack(raw) if raw is not None else None
-
-
-def iterate_ocmf_meters(kv: KV) -> Iterator[tuple[bytes, OcmfMeter]]:
-    for key, raw in kv.iterate(OCMF_METER_PREFIX):
-        yield key[len(OCMF_METER_PREFIX):], OcmfMeter.unpack(raw)
 
 
 def check_registers(mint_register: str, consume_register: str) -> None:

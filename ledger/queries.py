@@ -162,3 +162,33 @@ def iterate_pages(fetch: Callable[[bytes | None], Page[T]]) -> Iterator[T]:
         if page.next is None:
             return
         cursor = page.next
+
+
+def _block_evidence(suffix: bytes, raw: bytes) -> dict[str, Any]:
+    first, second = _unpack(raw)
+    return {"proposer": suffix[:32], "height": int.from_bytes(suffix[32:40], "big"), "blocks": [first, second]}
+
+
+def _vote_evidence(suffix: bytes, raw: bytes) -> dict[str, Any]:
+    kind, first, second = _unpack(raw)
+    return {"voter": suffix[:32], "target_height": int.from_bytes(suffix[32:40], "big"), "kind": kind,
+            "votes": [first, second]}
+
+
+def evidence(kv: KV, cursor: bytes | None, limit: int) -> Page[dict[str, Any]]:
+    """Equivocation evidence, paged: double-signed blocks (E entries, ledger/chain.py) first, then
+    conflicting finality votes (e entries). An authority that misbehaves at every height adds an entry at
+    every height, so no answer holds them all. The cursor's first byte names the list it is in."""
+    if cursor is not None and cursor[:1] not in (b"E", b"e"):
+        raise ValueError("not a cursor of /evidence")
+    items: list[dict[str, Any]] = []
+    if cursor is None or cursor[:1] == b"E":
+        page = walk(kv, b"E", cursor[1:] if cursor else None, limit, _block_evidence)
+        if page.next is not None:
+            return Page(page.items, b"E" + page.next)
+        items, limit, cursor = page.items, limit - len(page.items), None
+        if limit == 0:  # full of block evidence: vote evidence, if any, starts the next page
+            return Page(items, b"e" if next(iter(kv.iterate(b"e")), None) is not None else None)
+    page = walk(kv, b"e", cursor[1:] if cursor else None, limit, _vote_evidence)
+    return Page(items + page.items, b"e" + page.next if page.next is not None else None)
+

@@ -33,7 +33,7 @@ from .metrics import CONTENT_TYPE_LATEST
 from .openapi import openapi_document
 from .peers import MAX_BLOCK_BODY, TokenBucket, read_body, read_json
 from .service import Node, now_ms
-from ledger.ocmf_rules import iterate_ocmf_meters, load_ocmf_meter
+from ledger.ocmf_rules import OCMF_METER_PREFIX, OcmfMeter, load_ocmf_meter
 
 from .views import ocmf_meter_json
 from .views import (OFFER_STATUSES, ORDER_STATUSES, TRADE_STATUSES, account_json, block_json, lot_json,
@@ -345,12 +345,18 @@ class Api:
         return _paged("blocks", out, after.to_bytes(8, "big") if more else None)
 
     async def evidence(self, request: web.Request) -> web.Response:
-        """Double-signed blocks, and conflicting finality votes with both signed votes (hex of their
-        canonical tx bytes, which POST /tx and any verifier take as they are)."""
-        return ok({"evidence": [{"proposer": e["proposer"].hex(), "height": e["height"],
-                                 "blocks": [b.hex() for b in e["blocks"]]} for e in self.chain.evidence()],
-                   "votes": [{"voter": e["voter"].hex(), "target_height": e["target_height"], "kind": e["kind"],
-                              "votes": [v.hex() for v in e["votes"]]} for e in self.chain.vote_evidence()]})
+        """Double-signed blocks, then conflicting finality votes with both signed votes (hex of their
+        canonical tx bytes, which POST /tx and any verifier take as they are); paged (queries.evidence)."""
+        cursor, limit = _page_query(request)
+        try:
+            page = queries.evidence(self.chain.kv, cursor, limit)
+        except ValueError as exc:
+            raise ApiError(BAD_REQUEST, str(exc)) from None
+        blocks = [{"proposer": e["proposer"].hex(), "height": e["height"], "blocks": [b.hex() for b in e["blocks"]]}
+                  for e in page.items if "blocks" in e]
+        votes = [{"voter": e["voter"].hex(), "target_height": e["target_height"], "kind": e["kind"],
+                  "votes": [v.hex() for v in e["votes"]]} for e in page.items if "votes" in e]
+        return _paged("evidence", blocks, page.next, votes=votes)
 
     async def authorities(self, request: web.Request) -> web.Response:
         """The authority set that signs the next block, proposals not yet passed, and changes that passed
@@ -481,12 +487,11 @@ class Api:
 
     async def ocmf_meters(self, request: web.Request) -> web.Response:
         reader: Reader = request["reader"]
-        out = []
-        for meter_id, m in iterate_ocmf_meters(self.chain.kv):
-            out.append(ocmf_meter_json(meter_id, m) if reader.owns(m.owner) else public_ocmf_meter_json(meter_id, m))
-            if len(out) >= MAX_LIST:
-                break
-        return ok({"meters": out})
+        cursor, limit = _page_query(request)
+        page = queries.walk(self.chain.kv, OCMF_METER_PREFIX, cursor, limit,
+                            lambda meter_id, raw: (meter_id, OcmfMeter.unpack(raw)))
+        return _paged("meters", [ocmf_meter_json(meter_id, m) if reader.owns(m.owner)
+                                 else public_ocmf_meter_json(meter_id, m) for meter_id, m in page.items], page.next)
 
     async def ocmf_meter(self, request: web.Request) -> web.Response:
         meter_id = hex_value(request.match_info["meter_id"], 16, "meter_id")
@@ -543,7 +548,7 @@ class Api:
         status = _status_query(request, ORDER_STATUSES)
         cursor, limit = _page_query(request)
         page = queries.orders(self.chain.kv, cursor, limit, status, owner)
-        finalized = self.chain.head.finalized
+        finalized = self.chain.finalized_height
         return _paged("orders", [order_json(order_id, o, finalized) for order_id, o in page.items], page.next)
 
     async def trades(self, request: web.Request) -> web.Response:
@@ -553,7 +558,7 @@ class Api:
         status = _status_query(request, TRADE_STATUSES)
         cursor, limit = _page_query(request)
         page = queries.trades(self.chain.kv, cursor, limit, status, party)
-        finalized = self.chain.head.finalized
+        finalized = self.chain.finalized_height
         return _paged("trades", [trade_json(trade_id, t, finalized) for trade_id, t in page.items], page.next)
 
     async def trade(self, request: web.Request) -> web.Response:
@@ -562,7 +567,7 @@ class Api:
         if t is None:
             raise ApiError(NOT_FOUND, f"no trade {trade_id.hex()}")
         self._require(request, "a trade", t.seller, t.buyer)
-        return ok(trade_json(trade_id, t, self.chain.head.finalized))
+        return ok(trade_json(trade_id, t, self.chain.finalized_height))
 
     # energy and operations ------------------------------------------------------------------------
     async def energy(self, request: web.Request) -> web.Response:

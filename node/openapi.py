@@ -266,7 +266,7 @@ PATHS: dict[str, Any] = {
     "/meters/{meter_id}": {"get": _op("One meter", _json(_ref("Meter")),
                                       [_param("meter_id", "path", _hex_id(16, "meter id"), "16-byte meter id")],
                                       tags=["meters"])},
-    "/ocmf-meters": {"get": _op("All enrolled OCMF meters", _json(_list("OcmfMeter", "meters")),
+    "/ocmf-meters": {"get": _op("Enrolled OCMF meters by id (paged)", _json(_page("OcmfMeter", "meters")), PAGE,
                                 tags=["meters"])},
     "/ocmf-meters/{meter_id}": {"get": _op(
         "One OCMF meter (its id: ledger.ocmf.meter_id_of_serial(serial))", _json(_ref("OcmfMeter")),
@@ -328,8 +328,8 @@ PATHS: dict[str, Any] = {
                                  tags=["energy"])},
     "/evidence": {"get": _op("Equivocation evidence: an authority that signed two blocks at one height, or "
                              "two conflicting finality votes (double or surround)",
-                             _json(_obj({"evidence": {"type": "array", "items": _ref("Evidence")},
-                                         "votes": {"type": "array", "items": _ref("VoteEvidence")}})),
+                             _json(_page("Evidence", "evidence",
+                                         votes={"type": "array", "items": _ref("VoteEvidence")})), PAGE,
                              tags=["chain"])},
     "/authorities": {"get": _op("The authority set, open proposals to change it, and passed changes waiting "
                                 "for finality", _json(_ref("Authorities")), tags=["chain"])},

@@ -295,7 +295,7 @@ class Node:
         PRUNE_EVERY finalized blocks, in batches); an archive node (--archive) keeps all of it."""
         if self.config.archive:
             return
-        final = self.chain.head.finalized
+        final = self.chain.finalized_height
         if final >= self._pruned_to + PRUNE_EVERY:
             self.chain.prune_undo(final)
             self.chain.prune_votes(final)

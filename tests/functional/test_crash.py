@@ -142,7 +142,7 @@ def test_sigkill_at_random_moments_loses_nothing(node_net: Any) -> None:
     sender = net.net.accounts[0].address_text
     views = [get(n, f"/accounts/{sender}") for n in net.authorities]
     assert all(v["nonce"] == views[0]["nonce"] and v["coin"] == views[0]["coin"] for v in views), views
-    assert all(get(n, "/evidence") == {"evidence": [], "votes": []} for n in net.authorities), \
+    assert all(get(n, "/evidence") == {"evidence": [], "votes": [], "next": None} for n in net.authorities), \
         "a restarted authority must never sign a second block at a height it already signed"
     # A worker process the node was spawning when SIGKILL came finds its parent's pipe closed and says so
     # on the shared log before it exits: that is the kill, not the node. Any other traceback is a failure.

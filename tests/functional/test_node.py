@@ -325,7 +325,7 @@ def test_every_route_is_served_and_described(net: NodeNet) -> None:
                                               "levels": {"buys": [], "sells": [], "partial": False}}
     assert get(node, f"/market/orders?owner={a}") == {"orders": [], "next": None}
     assert get(node, f"/trades?party={a}") == {"trades": [], "next": None}
-    assert get(node, "/evidence") == {"evidence": [], "votes": []}
+    assert get(node, "/evidence") == {"evidence": [], "votes": [], "next": None}
     energy = get(node, "/energy?limit=3")
     assert len(energy["blocks"]) == 3 and energy["total"]["blocks"] >= 3
     assert set(energy) >= {"minted_wh", "settled_wh", "redeemed_wh", "consumed_wh", "ledger_kwh_per_settled_kwh",
@@ -408,4 +408,4 @@ def test_a_lonely_fork_is_reorganised_away_and_its_tx_included_again(node_net: A
             and len({s["block"] for s in states}) == 1
 
     wait_until(included_on_main, 30, 0.2, "the tx of the reverted block is mined again on the main chain")
-    assert get(lonely, "/evidence") == {"evidence": [], "votes": []}
+    assert get(lonely, "/evidence") == {"evidence": [], "votes": [], "next": None}

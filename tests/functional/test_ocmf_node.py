@@ -109,6 +109,17 @@ def test_public_samples_get_their_reasons_on_a_node_and_mint_nothing(net: NodeNe
         assert all(v["status"] == "refused" for v in verdicts)
     assert {get(n, "/energy")["minted_wh"] for n in net.nodes} == {0}
     assert get(net.authorities[0], f"/accounts/{owner}")["consumed_wh"] == 0
+    # the enrolled meters, one per page: the cursor walks them all, in id order
+    whole = get(net.authorities[0], "/ocmf-meters")
+    assert len(whole["meters"]) >= 2 and whole["next"] is None
+    walked, cursor = [], None
+    for _ in range(len(whole["meters"]) + 1):
+        page = get(net.authorities[0], "/ocmf-meters?limit=1" + (f"&cursor={cursor}" if cursor else ""))
+        walked += page["meters"]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert [m["meter_id"] for m in walked] == [m["meter_id"] for m in whole["meters"]]
 
 
 def _first_record(path: str) -> str:

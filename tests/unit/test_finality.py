@@ -340,3 +340,35 @@ def test_a_third_block_of_an_equivocating_proposer_at_one_height_is_not_stored(n
     with pytest.raises(Rejected) as info:
         chain.import_block(blocks[2])
     assert info.value.reason == E.DUPLICATE and chain.meta(blocks[2].hash) is None
+
+
+def test_evidence_is_read_in_pages_blocks_first_then_votes(net: Net) -> None:
+    """An authority that misbehaves at every height adds evidence at every height: /evidence pages it
+    (queries.evidence), and the pages together hold every entry once, in order, whatever the page size."""
+    from ledger import queries
+    chain = net.chain()
+    for _ in range(3):  # a double-signed block at each of three heights, then the chain goes on
+        first = next_block(chain, net)
+        chain.import_block(next_block(chain, net, gap_ms=1))
+        chain.import_block(first)
+        extend(chain, net)
+    genesis = (0, chain.canonical_hash(0))
+    for voter in net.authorities[:2]:  # and two double votes
+        chain.record_vote(sign_vote(voter, chain.chain_id, genesis, (1, chain.canonical_hash(1))))
+        chain.record_vote(sign_vote(voter, chain.chain_id, genesis, (1, b"\x09" * 32)))
+    everything = chain.evidence() + chain.vote_evidence()
+    assert [len(chain.evidence()), len(chain.vote_evidence())] == [3, 2]
+    for limit in (1, 2, 3, 4, 5, 6):
+        pages = []
+        cursor = None
+        while True:
+            page = queries.evidence(chain.kv, cursor, limit)
+            assert len(page.items) <= limit
+            pages.append(page.items)
+            if page.next is None:
+                break
+            cursor = page.next
+        assert [e for p in pages for e in p] == everything, limit
+        assert len(pages) == -(-len(everything) // limit), limit  # no empty page at a list's end
+    with pytest.raises(ValueError):
+        queries.evidence(chain.kv, b"x", 3)

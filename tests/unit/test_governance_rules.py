@@ -181,6 +181,7 @@ def test_a_branch_from_below_the_floor_is_refused_after_a_reorg_and_after_a_rest
     for block in branch:
         chain.import_block(block)
     assert chain.head_hash == branch[-1].hash and chain.head.finalized == 0 and chain.final_floor == 1
+    assert chain.is_final(1) and chain.finalized_height == 1  # what the API says: it cannot be reverted
 
     conflicting = [extend(low, net, gap_ms=1)] + [extend(low, net) for _ in range(7)]
     assert low.head.total_work > chain.head.total_work and conflicting[0].hash != block1
