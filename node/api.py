@@ -505,9 +505,15 @@ class Api:
         page = queries.lot_movements(self.chain.kv, lot_id, cursor, limit)
         reader: Reader = request["reader"]
         parties = {lot.producer} | {m[1] for m in page.items} | {m[2] for m in page.items}
-        # provenance (meter, producer, source, interval) is public; who held the Wh afterwards is not
-        movements = [movement_json(m) for m in page.items] if reader.owns(*parties) else []
-        return _paged("movements", movements, page.next if movements else None, lot=lot_json(lot_id, lot))
+        # provenance (meter, producer, source, interval) is public; who held the Wh afterwards is not, nor
+        # how much it minted: a lot id is its interval and meter id, so that would be the meter's export
+        # reading of every interval to anyone who counts through them
+        party = reader.owns(*parties)
+        movements = [movement_json(m) for m in page.items] if party else []
+        shown = lot_json(lot_id, lot)
+        if not party:
+            del shown["minted_wh"]
+        return _paged("movements", movements, page.next if movements else None, lot=shown)
 
     # market ---------------------------------------------------------------------------------------
     async def offers(self, request: web.Request) -> web.Response:

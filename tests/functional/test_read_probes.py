@@ -1,0 +1,63 @@
+"""Probes of the read roles (ADR 012) from outside: a public client, another account holder, a page.
+Each test is an attack that worked before its fix: it reads what the role table keeps from it, or stops
+what the node promises others.
+"""
+from __future__ import annotations
+
+import http.client
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+from framework import NodeNet, NodeProcess, get, post_tx, read_credential, request, wait_until
+from ledger.fees import required_fee
+from ledger.keys import AccountKey
+from ledger.ocmf_sim import OcmfMeterSim
+from ledger.state import lot_id_of
+from ledger.testing import MeterState
+from ledger.tx import COIN, EnrollOcmfMeter, Tx, sign_tx
+
+pytestmark = [pytest.mark.functional, pytest.mark.timeout(240)]
+
+
+@pytest.fixture(scope="module")
+def net(module_node_net: Any) -> NodeNet:
+    return module_node_net(authorities=1, observers=0, accounts=3, meters=1, meter_kind="both",
+                           authority_coin=10 * COIN, block_interval_ms=500)
+
+
+@pytest.fixture(scope="module")
+def node(net: NodeNet) -> NodeProcess:
+    return net.authorities[0]
+
+
+def _include(node: NodeProcess, txs: list[Tx]) -> None:
+    for tx in txs:
+        code, answer = post_tx(node, tx)
+        assert code == 200, answer
+    wait_until(lambda: all(get(node, f"/tx/{t.txid.hex()}")["status"] == "included" for t in txs), 30,
+               message="txs included")
+
+
+def test_a_public_client_cannot_read_a_household_s_export_through_a_lot_id_it_computes(
+        net: NodeNet, node: NodeProcess) -> None:
+    """A lot's id is its interval start and meter id (ledger/state.py lot_id_of), both public: before the fix
+    anyone walked a meter's intervals through GET /lots/{id} and read each reading's export as `minted_wh`,
+    the load curve that /dashboard/api/meters/{id}/readings refuses them."""
+    meter = net.net.meters[0]
+    start = (int(time.time()) // 900 - 6) * 900
+    state = MeterState(meter, start)
+    readings = [state.read(net.chain_id, wh, 50) for wh in (1234, 0, 777)]  # a quiet quarter-hour between
+    _include(node, readings)
+    outsider = AccountKey.generate()
+    owner = net.net.accounts[0]
+    assert request(node, "GET", f"/dashboard/api/meters/{meter.meter_id.hex()}/readings", auth=None)[0] == 401
+    for key in (None, outsider):
+        for i, wh in enumerate((1234, 777)):
+            lot_id = lot_id_of(start + 900 * (0 if i == 0 else 2), meter.meter_id).hex()
+            lot = get(node, f"/lots/{lot_id}", auth=key)["lot"]
+            assert lot["meter_id"] == meter.meter_id.hex() and lot["source"]  # provenance stays public
+            assert "minted_wh" not in lot, f"{'public' if key is None else 'another account'} reads export {wh} Wh"
+    assert get(node, f"/lots/{lot_id_of(start, meter.meter_id).hex()}", auth=owner)["lot"]["minted_wh"] == 1234
