@@ -484,7 +484,7 @@ class Api:
         out = []
         for meter_id, m in iterate_ocmf_meters(self.chain.kv):
             out.append(ocmf_meter_json(meter_id, m) if reader.owns(m.owner) else public_ocmf_meter_json(meter_id, m))
-            if len(out) >= MAX_LIST:
+            if len(out) >= MAX_PAGE:  # not paged yet: at most one page
                 break
         return ok({"meters": out})
 

@@ -61,3 +61,18 @@ def test_a_public_client_cannot_read_a_household_s_export_through_a_lot_id_it_co
             assert lot["meter_id"] == meter.meter_id.hex() and lot["source"]  # provenance stays public
             assert "minted_wh" not in lot, f"{'public' if key is None else 'another account'} reads export {wh} Wh"
     assert get(node, f"/lots/{lot_id_of(start, meter.meter_id).hex()}", auth=owner)["lot"]["minted_wh"] == 1234
+
+
+def test_the_ocmf_meter_list_answers_every_role_once_a_meter_is_enrolled(net: NodeNet, node: NodeProcess) -> None:
+    """GET /ocmf-meters chose each meter's view by the reader and then compared with a MAX_LIST that paging
+    had removed: a 500 for every reader as soon as one OCMF meter was enrolled."""
+    owner = net.net.accounts[1]
+    sim = OcmfMeterSim("PROBE-1")
+    body = EnrollOcmfMeter(sim.spki, sim.serial, owner.address, "2.8.0", "", 5000, "solar")
+    nonce = get(node, f"/accounts/{node.key.address_text}")["next_nonce"]
+    _include(node, [sign_tx(node.key, net.chain_id, nonce, required_fee(net.net.genesis.min_fee, body), body)])
+    for key in (None, net.net.accounts[2], owner):
+        code, data, _ = request(node, "GET", "/ocmf-meters", auth=key)
+        assert code == 200, (code, data)
+        [meter] = [m for m in data["meters"] if m["serial"] == "PROBE-1"]
+        assert ("records" in meter) == (key is owner), meter  # readings only for the owner
