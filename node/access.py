@@ -41,6 +41,7 @@ MAX_REMEMBERED = 200_000  # nonces remembered at once; more valid credentials in
 SESSION_COOKIE = "kwh_read"
 SESSION_TTL_MS = 3_600_000  # a dashboard sign-in lasts an hour
 MAX_SESSIONS = 10_000  # signed-in browsers at once; the oldest is signed out first
+MAX_SESSIONS_PER_KEY = 8  # one key's browsers; its own oldest goes first, so one key cannot push others out
 
 # roles (docs/adr/adr-012-read-roles.md)
 PUBLIC = "public"
@@ -153,14 +154,20 @@ class ReadSessions:
 
     def __init__(self) -> None:
         self._sessions: OrderedDict[str, tuple[bytes, int]] = OrderedDict()  # token -> (key, expires ms)
+        self._by_key: dict[bytes, list[str]] = {}  # key -> its tokens, oldest first
 
     def open(self, key: bytes, now: int) -> tuple[str, int]:
-        """A new session of `key`: its token and when it ends (unix ms)."""
+        """A new session of `key`: its token and when it ends (unix ms). A key past MAX_SESSIONS_PER_KEY
+        loses its own oldest session, so no one key fills the table and signs everyone else out."""
         self._expire(now)
+        mine = self._by_key.get(key, [])
+        while len(mine) >= MAX_SESSIONS_PER_KEY:
+            self.close(mine[0])
         while len(self._sessions) >= MAX_SESSIONS:
-            self._sessions.popitem(last=False)
+            self.close(next(iter(self._sessions)))
         token = secrets.token_urlsafe(32)
         self._sessions[token] = (key, now + SESSION_TTL_MS)
+        self._by_key.setdefault(key, []).append(token)
         return token, now + SESSION_TTL_MS
 
     def key_of(self, token: str, now: int) -> bytes | None:
@@ -170,7 +177,12 @@ class ReadSessions:
         return entry[0]
 
     def close(self, token: str) -> None:
-        self._sessions.pop(token, None)
+        entry = self._sessions.pop(token, None)
+        if entry is not None:
+            tokens = self._by_key[entry[0]]
+            tokens.remove(token)
+            if not tokens:
+                del self._by_key[entry[0]]
 
     def _expire(self, now: int) -> None:
         """Sessions are opened in time order with one TTL: drop from the oldest while expired."""
@@ -178,7 +190,7 @@ class ReadSessions:
             token, (_key, until) = next(iter(self._sessions.items()))
             if until >= now:
                 break
-            del self._sessions[token]
+            self.close(token)
 
     def __len__(self) -> int:
         return len(self._sessions)

@@ -76,3 +76,35 @@ def test_the_ocmf_meter_list_answers_every_role_once_a_meter_is_enrolled(net: No
         assert code == 200, (code, data)
         [meter] = [m for m in data["meters"] if m["serial"] == "PROBE-1"]
         assert ("records" in meter) == (key is owner), meter  # readings only for the owner
+
+
+def _sign_in(conn: http.client.HTTPConnection, node: NodeProcess, key: AccountKey) -> tuple[int, str | None]:
+    conn.request("POST", "/dashboard/session", headers={
+        "Authorization": read_credential(node, key, "POST", "/dashboard/session"), "Content-Length": "0"})
+    resp = conn.getresponse()
+    resp.read()
+    cookie = resp.getheader("Set-Cookie")
+    return resp.status, cookie.split(";")[0] if cookie else None
+
+
+def test_one_account_cannot_sign_every_browser_out_by_signing_in_ten_thousand_times(
+        net: NodeNet, node: NodeProcess) -> None:
+    """The node holds at most 10,000 dashboard sessions and dropped the oldest for a new one, and any key
+    could sign in: one client with a key of its own signed every household out in a few seconds, again
+    and again. Now a key keeps a few sessions (its own oldest go), and only keys with an account on the
+    chain (or a full-read role) sign in at all."""
+    victim, attacker = net.net.accounts[0], net.net.accounts[2]
+    url = urlparse(node.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    code, cookie = _sign_in(conn, node, victim)
+    assert code == 200 and cookie
+    mine = f"/accounts/{victim.address_text}"
+    assert request(node, "GET", mine, headers={"Cookie": cookie}, auth=None)[0] == 200
+    code, _ = _sign_in(conn, node, AccountKey.generate())  # a key made up a moment ago owns nothing here
+    assert code == 403, code
+    for _ in range(10_000):
+        code, _ = _sign_in(conn, node, attacker)
+        assert code in (200, 429), code
+    conn.close()
+    code, data, _ = request(node, "GET", mine, headers={"Cookie": cookie}, auth=None)
+    assert code == 200, ("the victim was signed out", code, data)
