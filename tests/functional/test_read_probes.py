@@ -11,13 +11,13 @@ from urllib.parse import urlparse
 
 import pytest
 
-from framework import NodeNet, NodeProcess, get, post_tx, read_credential, request, wait_until
+from framework import NodeNet, NodeProcess, PeerClient, get, post_tx, read_credential, request, wait_until
 from ledger.fees import required_fee
 from ledger.keys import AccountKey
 from ledger.ocmf_sim import OcmfMeterSim
 from ledger.state import lot_id_of
 from ledger.testing import MeterState
-from ledger.tx import COIN, EnrollOcmfMeter, Tx, sign_tx
+from ledger.tx import COIN, REMOVE, AuthorityVote, EnrollOcmfMeter, Tx, sign_tx
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(240)]
 
@@ -108,3 +108,29 @@ def test_one_account_cannot_sign_every_browser_out_by_signing_in_ten_thousand_ti
     conn.close()
     code, data, _ = request(node, "GET", mine, headers={"Cookie": cookie}, auth=None)
     assert code == 200, ("the victim was signed out", code, data)
+
+
+def test_a_genesis_authority_voted_out_no_longer_reads_every_household(node_net: Any) -> None:
+    """ADR 012: "a key voted out of the authorities loses its role at once". A genesis authority voted out
+    still read everything: its key fell back to the peer role (genesis authorities were members for good),
+    signed or with a peer session from the handshake."""
+    net: NodeNet = node_net(authorities=2, observers=0, accounts=1, spare_observers=0, authority_coin=10 * COIN,
+                            block_interval_ms=500)
+    node, (stays, gone) = net.authorities[0], net.net.authorities
+    household = f"/accounts/{net.net.accounts[0].address_text}"
+    assert request(node, "GET", household, auth=gone)[0] == 200  # an authority reads everything
+    for voter in (stays, gone):  # a majority of two
+        nonce = get(node, f"/accounts/{voter.address_text}")["next_nonce"]
+        code, answer = post_tx(node, sign_tx(voter, net.chain_id, nonce, net.net.genesis.min_fee,
+                                             AuthorityVote(REMOVE, gone.public)))
+        assert code == 200, answer
+    wait_until(lambda: get(node, "/authorities")["authorities"] == [stays.public.hex()], 90,
+               message="the removed authority leaves the set at finality")
+    for path in (household, "/blocks?from=1&format=msgpack"):
+        code, data, _ = request(node, "GET", path, auth=gone)
+        assert (code, data.get("error") if isinstance(data, dict) else data) == (403, "forbidden"), (path, code)
+    peer = PeerClient(node, gone, net.chain_id)
+    if peer.handshake()[0] == 200:  # a session from the handshake reads no more than the key
+        code, data, _ = request(node, "GET", household, headers={"Authorization": f"Bearer {peer.token}"},
+                                auth=None)
+        assert code == 401 or (code, data["error"]) == (403, "forbidden"), (code, data)
