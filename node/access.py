@@ -38,6 +38,9 @@ SCHEME = "KWH-Sig"
 MAX_SKEW_MS = 60_000
 NONCE_BYTES = 16
 MAX_REMEMBERED = 200_000  # nonces remembered at once; more valid credentials in one window get 429
+# an owner's nonces one client address may have remembered at once: one host cannot fill the memory for all
+# (the full-read roles, a handful of keys that nodes sync with, are never refused for a full memory)
+MAX_REMEMBERED_PER_CLIENT = 10_000
 SESSION_COOKIE = "kwh_read"
 SESSION_TTL_MS = 3_600_000  # a dashboard sign-in lasts an hour
 MAX_SESSIONS = 10_000  # signed-in browsers at once; the oldest is signed out first
@@ -120,10 +123,13 @@ class ReadGuard:
         self.chain_id = chain_id
         self.node_id = node_id
         self.role_of = role_of
-        self._seen: OrderedDict[tuple[bytes, bytes], int] = OrderedDict()  # (key, nonce) -> forget after (ms)
+        # (key, nonce) -> (forget after (ms), the client address an owner's credential came from, else "")
+        self._seen: OrderedDict[tuple[bytes, bytes], tuple[int, str]] = OrderedDict()
+        self._per_client: dict[str, int] = {}  # client address -> its owners' nonces remembered
 
-    def check(self, header: str, method: str, path: str, now: int) -> Reader:
-        """The reader a KWH-Sig header proves; ApiError 401 with the reason otherwise."""
+    def check(self, header: str, method: str, path: str, now: int, client: str = "?") -> Reader:
+        """The reader a KWH-Sig header proves; ApiError 401 with the reason otherwise (429 when `client`, the
+        request's address, or everyone together sent more signed requests of owners than the node remembers)."""
         key, ts, nonce, sig = parse_credential(header)
         if abs(ts - now) > MAX_SKEW_MS:
             raise ApiError(CREDENTIAL_EXPIRED, f"credential time {ts} is more than {MAX_SKEW_MS // 1000} s from "
@@ -134,18 +140,29 @@ class ReadGuard:
         self._forget(now)
         if (key, nonce) in self._seen:
             raise ApiError(CREDENTIAL_REPLAYED, "this credential was used already: sign each request anew", 401)
-        if len(self._seen) >= MAX_REMEMBERED:
+        role = self.role_of(key)
+        if role in FULL_ROLES:
+            client = ""
+        elif len(self._seen) >= MAX_REMEMBERED or self._per_client.get(client, 0) >= MAX_REMEMBERED_PER_CLIENT:
             raise ApiError(RATE_LIMITED, "too many signed requests in this window; slow down")
-        self._seen[(key, nonce)] = ts + MAX_SKEW_MS
-        return Reader(self.role_of(key), key)
+        else:
+            self._per_client[client] = self._per_client.get(client, 0) + 1
+        self._seen[(key, nonce)] = (ts + MAX_SKEW_MS, client)
+        return Reader(role, key)
 
     def _forget(self, now: int) -> None:
         """Drop nonces whose credentials have expired (entries are near time order; stop at a live one)."""
         while self._seen:
-            entry, until = next(iter(self._seen.items()))
+            entry, (until, client) = next(iter(self._seen.items()))
             if until >= now:
                 break
             del self._seen[entry]
+            if client:
+                left = self._per_client[client] - 1
+                if left:
+                    self._per_client[client] = left
+                else:
+                    del self._per_client[client]
 
 
 class ReadSessions:

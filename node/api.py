@@ -269,7 +269,8 @@ class Api:
         is needed."""
         auth = request.headers.get("Authorization", "")
         if auth.startswith(SCHEME + " ") and not request.path.startswith(("/peer/", "/admin/")):
-            request["reader"] = self.guard.check(auth, request.method, request.raw_path, now_ms())
+            request["reader"] = self.guard.check(auth, request.method, request.raw_path, now_ms(),
+                                                 request.remote or "?")
         elif (session := self.node.peers.session_key(request)) is not None:
             # a session of a key that lost its role (a genesis authority voted out) reads only as that key
             role = self._role_of(session.key)

@@ -134,3 +134,42 @@ def test_a_genesis_authority_voted_out_no_longer_reads_every_household(node_net:
         code, data, _ = request(node, "GET", household, headers={"Authorization": f"Bearer {peer.token}"},
                                 auth=None)
         assert code == 401 or (code, data["error"]) == (403, "forbidden"), (code, data)
+
+
+def _signed_get(node: NodeProcess, key: AccountKey, path: str, conn: http.client.HTTPConnection | None = None,
+                source: str = "127.0.0.1") -> int:
+    """One signed GET on a kept-alive connection (or a new one from `source`, another loopback address)."""
+    url = urlparse(node.url)
+    own = conn is None
+    conn = conn or http.client.HTTPConnection(url.hostname, url.port, timeout=30, source_address=(source, 0))
+    try:
+        conn.request("GET", path, headers={"Authorization": read_credential(node, key, "GET", path)})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        if own:
+            conn.close()
+
+
+def test_one_client_cannot_fill_the_nonce_memory_and_stop_everyone_s_signed_reads(
+        net: NodeNet, node: NodeProcess) -> None:
+    """The node remembers 200,000 nonces and answers 429 to every signed request while that is full, and
+    any key may sign. One client on loopback with a key made a moment before (credentials dated 59 s
+    ahead, so each is remembered two minutes) filled it in 81 s; then a household's own read and the
+    authority's block-body fetch, which is how nodes sync, both got 429, for as long as it kept on.
+    Now one client address holds at most MAX_REMEMBERED_PER_CLIENT nonces of owners (then 429 for it
+    alone), and the full-read roles are never refused for a full memory."""
+    url = urlparse(node.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    attacker = AccountKey.generate()
+    refused_after = None
+    for i in range(10_200):  # node/access.py MAX_REMEMBERED_PER_CLIENT is 10,000
+        if _signed_get(node, attacker, "/status", conn) == 429:
+            refused_after = i
+            break
+    conn.close()
+    assert refused_after is not None, "one client had more nonces remembered than its share"
+    household = net.net.accounts[0]
+    assert _signed_get(node, household, f"/accounts/{household.address_text}", source="127.0.0.2") == 200
+    assert _signed_get(node, node.key, "/blocks?from=1&format=msgpack") == 200  # same client, a full-read role
