@@ -38,9 +38,13 @@ SCHEME = "KWH-Sig"
 MAX_SKEW_MS = 60_000
 NONCE_BYTES = 16
 MAX_REMEMBERED = 200_000  # nonces remembered at once; more valid credentials in one window get 429
+# an owner's nonces one client address may have remembered at once: one host cannot fill the memory for all
+# (the full-read roles, a handful of keys that nodes sync with, are never refused for a full memory)
+MAX_REMEMBERED_PER_CLIENT = 10_000
 SESSION_COOKIE = "kwh_read"
 SESSION_TTL_MS = 3_600_000  # a dashboard sign-in lasts an hour
 MAX_SESSIONS = 10_000  # signed-in browsers at once; the oldest is signed out first
+MAX_SESSIONS_PER_KEY = 8  # one key's browsers; its own oldest goes first, so one key cannot push others out
 
 # roles (docs/adr/adr-012-read-roles.md)
 PUBLIC = "public"
@@ -119,10 +123,13 @@ class ReadGuard:
         self.chain_id = chain_id
         self.node_id = node_id
         self.role_of = role_of
-        self._seen: OrderedDict[tuple[bytes, bytes], int] = OrderedDict()  # (key, nonce) -> forget after (ms)
+        # (key, nonce) -> (forget after (ms), the client address an owner's credential came from, else "")
+        self._seen: OrderedDict[tuple[bytes, bytes], tuple[int, str]] = OrderedDict()
+        self._per_client: dict[str, int] = {}  # client address -> its owners' nonces remembered
 
-    def check(self, header: str, method: str, path: str, now: int) -> Reader:
-        """The reader a KWH-Sig header proves; ApiError 401 with the reason otherwise."""
+    def check(self, header: str, method: str, path: str, now: int, client: str = "?") -> Reader:
+        """The reader a KWH-Sig header proves; ApiError 401 with the reason otherwise (429 when `client`, the
+        request's address, or everyone together sent more signed requests of owners than the node remembers)."""
         key, ts, nonce, sig = parse_credential(header)
         if abs(ts - now) > MAX_SKEW_MS:
             raise ApiError(CREDENTIAL_EXPIRED, f"credential time {ts} is more than {MAX_SKEW_MS // 1000} s from "
@@ -133,18 +140,29 @@ class ReadGuard:
         self._forget(now)
         if (key, nonce) in self._seen:
             raise ApiError(CREDENTIAL_REPLAYED, "this credential was used already: sign each request anew", 401)
-        if len(self._seen) >= MAX_REMEMBERED:
+        role = self.role_of(key)
+        if role in FULL_ROLES:
+            client = ""
+        elif len(self._seen) >= MAX_REMEMBERED or self._per_client.get(client, 0) >= MAX_REMEMBERED_PER_CLIENT:
             raise ApiError(RATE_LIMITED, "too many signed requests in this window; slow down")
-        self._seen[(key, nonce)] = ts + MAX_SKEW_MS
-        return Reader(self.role_of(key), key)
+        else:
+            self._per_client[client] = self._per_client.get(client, 0) + 1
+        self._seen[(key, nonce)] = (ts + MAX_SKEW_MS, client)
+        return Reader(role, key)
 
     def _forget(self, now: int) -> None:
         """Drop nonces whose credentials have expired (entries are near time order; stop at a live one)."""
         while self._seen:
-            entry, until = next(iter(self._seen.items()))
+            entry, (until, client) = next(iter(self._seen.items()))
             if until >= now:
                 break
             del self._seen[entry]
+            if client:
+                left = self._per_client[client] - 1
+                if left:
+                    self._per_client[client] = left
+                else:
+                    del self._per_client[client]
 
 
 class ReadSessions:
@@ -153,14 +171,20 @@ class ReadSessions:
 
     def __init__(self) -> None:
         self._sessions: OrderedDict[str, tuple[bytes, int]] = OrderedDict()  # token -> (key, expires ms)
+        self._by_key: dict[bytes, list[str]] = {}  # key -> its tokens, oldest first
 
     def open(self, key: bytes, now: int) -> tuple[str, int]:
-        """A new session of `key`: its token and when it ends (unix ms)."""
+        """A new session of `key`: its token and when it ends (unix ms). A key past MAX_SESSIONS_PER_KEY
+        loses its own oldest session, so no one key fills the table and signs everyone else out."""
         self._expire(now)
+        mine = self._by_key.get(key, [])
+        while len(mine) >= MAX_SESSIONS_PER_KEY:
+            self.close(mine[0])
         while len(self._sessions) >= MAX_SESSIONS:
-            self._sessions.popitem(last=False)
+            self.close(next(iter(self._sessions)))
         token = secrets.token_urlsafe(32)
         self._sessions[token] = (key, now + SESSION_TTL_MS)
+        self._by_key.setdefault(key, []).append(token)
         return token, now + SESSION_TTL_MS
 
     def key_of(self, token: str, now: int) -> bytes | None:
@@ -170,7 +194,12 @@ class ReadSessions:
         return entry[0]
 
     def close(self, token: str) -> None:
-        self._sessions.pop(token, None)
+        entry = self._sessions.pop(token, None)
+        if entry is not None:
+            tokens = self._by_key[entry[0]]
+            tokens.remove(token)
+            if not tokens:
+                del self._by_key[entry[0]]
 
     def _expire(self, now: int) -> None:
         """Sessions are opened in time order with one TTL: drop from the oldest while expired."""
@@ -178,7 +207,7 @@ class ReadSessions:
             token, (_key, until) = next(iter(self._sessions.items()))
             if until >= now:
                 break
-            del self._sessions[token]
+            self.close(token)
 
     def __len__(self) -> int:
         return len(self._sessions)

@@ -24,8 +24,8 @@ from ledger.keys import parse_address
 from ledger.tx import MAX_TX_BYTES, OcmfReading, SignedTx, Tx, Vote, decode_tx
 
 from .accounting import QUOTE_KINDS
-from .access import (AUDITOR, AUTHORITY, ACCOUNT, CREDENTIAL_REQUIRED, FORBIDDEN, PEER, PUBLIC_READER, SCHEME,
-                     SESSION_COOKIE, ReadGuard, ReadSessions, Reader, require_reader)
+from .access import (AUDITOR, AUTHORITY, ACCOUNT, CREDENTIAL_REQUIRED, FORBIDDEN, FULL_ROLES, PEER,
+                     PUBLIC_READER, SCHEME, SESSION_COOKIE, ReadGuard, ReadSessions, Reader, require_reader)
 from .codes import BAD_REQUEST, INTERNAL, NOT_FOUND, RATE_LIMITED, UNAUTHORIZED, ApiError, hex_value, status_of
 from .dashboard import add_dashboard
 from .grid import parse_surplus
@@ -258,9 +258,9 @@ class Api:
             return AUTHORITY
         if key in genesis.auditors:
             return AUDITOR
-        if key in genesis.observers or key in genesis.authorities:
-            return PEER  # a member node (or a former authority) follows the chain: it has every block anyway
-        return ACCOUNT
+        if key in genesis.observers:
+            return PEER  # a member node follows the chain
+        return ACCOUNT  # a genesis authority voted out too: it loses the full read with the role (ADR 012)
 
     @web.middleware
     async def _reader(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -269,9 +269,12 @@ class Api:
         is needed."""
         auth = request.headers.get("Authorization", "")
         if auth.startswith(SCHEME + " ") and not request.path.startswith(("/peer/", "/admin/")):
-            request["reader"] = self.guard.check(auth, request.method, request.raw_path, now_ms())
-        elif self.node.peers.session_key(request) is not None:
-            request["reader"] = Reader(PEER)
+            request["reader"] = self.guard.check(auth, request.method, request.raw_path, now_ms(),
+                                                 request.remote or "?")
+        elif (session := self.node.peers.session_key(request)) is not None:
+            # a session of a key that lost its role (a genesis authority voted out) reads only as that key
+            role = self._role_of(session.key)
+            request["reader"] = Reader(PEER) if role in FULL_ROLES else Reader(role, session.key)
         elif (key := self.sessions.key_of(request.cookies.get(SESSION_COOKIE, ""), now_ms())) is not None:
             request["reader"] = Reader(self._role_of(key), key)  # a dashboard sign-in
         else:
@@ -510,9 +513,15 @@ class Api:
         page = queries.lot_movements(self.chain.kv, lot_id, cursor, limit)
         reader: Reader = request["reader"]
         parties = {lot.producer} | {m[1] for m in page.items} | {m[2] for m in page.items}
-        # provenance (meter, producer, source, interval) is public; who held the Wh afterwards is not
-        movements = [movement_json(m) for m in page.items] if reader.owns(*parties) else []
-        return _paged("movements", movements, page.next if movements else None, lot=lot_json(lot_id, lot))
+        # provenance (meter, producer, source, interval) is public; who held the Wh afterwards is not, nor
+        # how much it minted: a lot id is its interval and meter id, so that would be the meter's export
+        # reading of every interval to anyone who counts through them
+        party = reader.owns(*parties)
+        movements = [movement_json(m) for m in page.items] if party else []
+        shown = lot_json(lot_id, lot)
+        if not party:
+            del shown["minted_wh"]
+        return _paged("movements", movements, page.next if movements else None, lot=shown)
 
     # market ---------------------------------------------------------------------------------------
     async def offers(self, request: web.Request) -> web.Response:

@@ -19,10 +19,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ledger.keys import format_address, parse_address
+from ledger.keys import address_of, format_address, parse_address
+from ledger.state import Account
 from ledger.tx import Vote
 
-from .access import (CREDENTIAL_REQUIRED, PUBLIC_READER, SCHEME, SESSION_COOKIE, SESSION_TTL_MS, Reader,
+from .access import (CREDENTIAL_REQUIRED, FORBIDDEN, PUBLIC_READER, SCHEME, SESSION_COOKIE, SESSION_TTL_MS, Reader,
                      ReadSessions, require_reader)
 from .codes import BAD_REQUEST, NOT_FOUND, ApiError, hex_value
 from .dashboard_index import DashboardIndex
@@ -166,6 +167,11 @@ class Dashboard:
         if not request.headers.get("Authorization", "").startswith(SCHEME + " ") or reader.key is None:
             raise ApiError(CREDENTIAL_REQUIRED, f"sign in with a {SCHEME} credential for POST /dashboard/session "
                                                 "(kwh-wallet dashboard prints a sign-in link)", 401)
+        if not reader.full and self.chain.account(address_of(reader.key)) == Account():
+            # any key can be made in a moment: only keys with an account here (or a full-read role) hold a
+            # session, so the table's bound costs an attacker accounts, not keys (node/access.py)
+            raise ApiError(FORBIDDEN, "only a key with an account on this chain, an authority, an auditor or a "
+                                      "member node signs in to the dashboard", 403)
         token, until = self.sessions.open(reader.key, now_ms())
         response = _json({**_reader_json(reader), "expires_ms": until})
         response.set_cookie(SESSION_COOKIE, token, max_age=SESSION_TTL_MS // 1000, path="/", httponly=True,

@@ -10,7 +10,8 @@ from ledger.chain import genesis_digest
 from ledger.genesis import Genesis
 from ledger.keys import AccountKey
 from ledger.testing import make_net
-from node.access import (ACCOUNT, AUDITOR, MAX_SKEW_MS, ReadGuard, credential, parse_credential)
+from node import access
+from node.access import (ACCOUNT, AUDITOR, MAX_SKEW_MS, ReadGuard, ReadSessions, credential, parse_credential)
 from node.codes import ApiError
 
 NODE = secrets.token_bytes(32)
@@ -88,3 +89,32 @@ def test_a_node_certificate_carries_the_node_key() -> None:
     der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
     assert certificate_key(der) == key.public
     assert certificate_key(b"not a certificate") is None and certificate_key(None) is None
+
+
+def test_one_client_s_nonces_are_bounded_and_freed_when_they_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One client address holds at most MAX_REMEMBERED_PER_CLIENT owners' nonces (others and the full-read
+    roles go on); its share comes back once its credentials expire."""
+    monkeypatch.setattr(access, "MAX_REMEMBERED_PER_CLIENT", 3)
+    auditor = AccountKey.generate()
+    guard, key = _guard(auditor.public), AccountKey.generate()
+
+    def ask(signer: AccountKey, client: str, now: int = NOW) -> str:
+        try:
+            return guard.check(credential(signer, "kwh-test", NODE, "GET", "/a", now), "GET", "/a", now, client).role
+        except ApiError as exc:
+            return exc.reason
+    assert [ask(key, "10.0.0.1") for _ in range(4)] == [ACCOUNT] * 3 + ["rate_limited"]
+    assert ask(key, "10.0.0.2") == ACCOUNT and ask(auditor, "10.0.0.1") == AUDITOR
+    later = NOW + 2 * MAX_SKEW_MS + 1
+    assert ask(key, "10.0.0.1", later) == ACCOUNT  # the first three expired and were forgotten
+
+
+def test_a_key_keeps_a_few_sessions_and_cannot_push_others_out() -> None:
+    sessions, mine, theirs = ReadSessions(), b"a" * 32, b"b" * 32
+    other, _ = sessions.open(theirs, NOW)
+    tokens = [sessions.open(mine, NOW)[0] for _ in range(access.MAX_SESSIONS_PER_KEY + 5)]
+    assert len(sessions) == access.MAX_SESSIONS_PER_KEY + 1
+    assert sessions.key_of(other, NOW) == theirs and sessions.key_of(tokens[-1], NOW) == mine
+    assert sessions.key_of(tokens[0], NOW) is None  # its own oldest went
+    sessions.close(tokens[-1])
+    assert sessions.key_of(tokens[-1], NOW) is None and len(sessions) == access.MAX_SESSIONS_PER_KEY
