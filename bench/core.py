@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import resource
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ledger.block import Block, decode_block, mine
+from ledger.block import decode_block, mine
 from ledger.chain import Chain, inline_verifier
 from ledger.genesis import Genesis, GenesisMeter
 from ledger.keys import AccountKey, MeterKey, verify_ed25519

@@ -13,7 +13,6 @@ finality (blocks and seconds, p50 and p90), and the share of block space the vot
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import statistics

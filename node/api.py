@@ -24,8 +24,8 @@ from ledger.keys import parse_address
 from ledger.tx import MAX_TX_BYTES, OcmfReading, SignedTx, Tx, Vote, decode_tx
 
 from .accounting import QUOTE_KINDS
-from .access import (AUDITOR, AUTHORITY, ACCOUNT, CREDENTIAL_REQUIRED, FORBIDDEN, FULL_ROLES, PEER,
-                     PUBLIC_READER, SCHEME, SESSION_COOKIE, ReadGuard, ReadSessions, Reader, require_reader)
+from .access import (AUDITOR, AUTHORITY, ACCOUNT, FULL_ROLES, PEER, PUBLIC_READER, SCHEME, SESSION_COOKIE,
+                     ReadGuard, ReadSessions, Reader, require_reader)
 from .codes import BAD_REQUEST, INTERNAL, NOT_FOUND, RATE_LIMITED, UNAUTHORIZED, ApiError, hex_value, status_of
 from .dashboard import add_dashboard
 from .grid import parse_surplus

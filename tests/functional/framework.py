@@ -176,6 +176,16 @@ def post_tx(node: "NodeProcess | str", tx: Tx | bytes) -> tuple[int, Any]:
     return code, data
 
 
+def include_all(node: "NodeProcess", txs: list[Tx], timeout: float = 60) -> None:
+    """Submit transactions (each must be accepted) and wait until every one is in a block: seeds a
+    module's net with known activity."""
+    for tx in txs:
+        code, answer = post_tx(node, tx)
+        assert code == 200, answer
+    wait_until(lambda: all(get(node, f"/tx/{t.txid.hex()}")["status"] == "included" for t in txs), timeout,
+               message=f"{len(txs)} txs included")
+
+
 def transfer(net: Net, sender_index: int, to: bytes, amount: int, nonce: int, fee: int | None = None) -> SignedTx:
     """A signed coin transfer from funded account `sender_index` of the net."""
     return sign_tx(net.accounts[sender_index], net.genesis.chain_id, nonce,

@@ -24,10 +24,10 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, negative_data_rejection,
                                                response_schema_conformance, status_code_conformance)
 
-from framework import (ADMIN_TOKEN, AUDITOR, NodeNet, NodeProcess, PeerClient, get, height, post_tx, read_credential,
-                       request, wait_until)
+from framework import (ADMIN_TOKEN, AUDITOR, NodeNet, NodeProcess, PeerClient, get, height, include_all,
+                       read_credential, request, wait_until)
 from ledger.testing import MeterState
-from ledger.tx import COIN, AcceptOffer, PlaceOrder, PostOffer, Transfer, Tx, sign_tx
+from ledger.tx import COIN, AcceptOffer, PlaceOrder, PostOffer, Transfer, sign_tx
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(300)]
 
@@ -60,21 +60,14 @@ def seeded(net: NodeNet, node: NodeProcess) -> dict[str, str]:
     offer = sign_tx(a0, cid, 0, 3000, PostOffer(1000, 5, now, now + 7200, "solar"))
     order = sign_tx(a2, cid, 0, 3000, PlaceOrder("buy", 10, 3))
     pay = sign_tx(a3, cid, 0, 1000, Transfer(a0.address, COIN))
-    _include(node, [reading, offer, order, pay])
+    include_all(node, [reading, offer, order, pay])
     accept = sign_tx(a1, cid, 0, 3000, AcceptOffer(offer.txid, 100))  # needs the offer on chain
-    _include(node, [accept])
+    include_all(node, [accept])
     lot = get(node, f"/accounts/{a0.address_text}/lots")["lots"][0]["lot_id"]
     return {"txid": pay.txid.hex(), "trade_id": accept.txid.hex(), "offer_id": offer.txid.hex(), "meter_id": net.net.meters[0].meter_id.hex(),
             "lot_id": lot, "addr": a0.address_text, "buyer": a2.address_text,
             "block": get(node, f"/tx/{pay.txid.hex()}")["block"]}
 
-
-def _include(node: NodeProcess, txs: list[Tx]) -> None:
-    for tx in txs:
-        code, answer = post_tx(node, tx)
-        assert code == 200, answer
-    wait_until(lambda: all(get(node, f"/tx/{t.txid.hex()}")["status"] == "included" for t in txs), 30,
-               message="seed txs included")
 
 
 def _unfinalized(listing: dict[str, Any], key: str) -> dict[str, Any]:

@@ -93,7 +93,7 @@ def test_nodes_in_two_namespaces_sync_over_a_pinned_tls_link(namespaces: tuple[s
             save_key(tmp_path / f"{name}.key", key)
             args = ["ip", "netns", "exec", ns, sys.executable, "-m", "node", "--genesis", str(gpath),
                     "--data-dir", str(tmp_path / name), "--key", str(tmp_path / f"{name}.key"),
-                    "--listen", f"127.0.0.1:8701", "--tls-listen", f"{addr}:8702", "--log-level", "debug"]
+                    "--listen", "127.0.0.1:8701", "--tls-listen", f"{addr}:8702", "--log-level", "debug"]
             if name == "obs":  # reaches the authority only over the veth link, only by TLS
                 args += ["--peers", f"https://{SUBNET}.1:8702"]
             procs[name] = subprocess.Popen(args, cwd=REPO, stdout=open(tmp_path / f"{name}.log", "wb"),

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from framework import NodeNet, NodeProcess, get, post_tx, request, wait_until
+from framework import NodeNet, NodeProcess, get, include_all, request
 from ledger.fees import required_fee
 from ledger.testing import MeterState
-from ledger.tx import BUY, AcceptOffer, PlaceOrder, PostOffer, Tx, sign_tx
+from ledger.tx import BUY, AcceptOffer, PlaceOrder, PostOffer, sign_tx
 from wallet.client import NodeClient
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(300)]
@@ -33,17 +33,10 @@ def node(net: NodeNet) -> NodeProcess:
     offers = [sign_tx(a0, cid, i, required_fee(1000, PostOffer(50, 5, now, now + 7200, "")),
                       PostOffer(50, 5, now, now + 7200, "")) for i in range(7)]
     orders = [sign_tx(a2, cid, i, 3000, PlaceOrder(BUY, 10, 1 + i % 3)) for i in range(8)]
-    _include(node, readings + offers + orders)
-    _include(node, [sign_tx(a1, cid, i, 3000, AcceptOffer(o.txid, 10)) for i, o in enumerate(offers[:5])])
+    include_all(node, readings + offers + orders)
+    include_all(node, [sign_tx(a1, cid, i, 3000, AcceptOffer(o.txid, 10)) for i, o in enumerate(offers[:5])])
     return node
 
-
-def _include(node: NodeProcess, txs: list[Tx]) -> None:
-    for tx in txs:
-        code, answer = post_tx(node, tx)
-        assert code == 200, answer
-    wait_until(lambda: all(get(node, f"/tx/{t.txid.hex()}")["status"] == "included" for t in txs), 60,
-               message="txs included")
 
 
 def _walk(node: NodeProcess, path: str, field: str, limit: int) -> list[Any]:

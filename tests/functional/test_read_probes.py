@@ -11,13 +11,14 @@ from urllib.parse import urlparse
 
 import pytest
 
-from framework import NodeNet, NodeProcess, PeerClient, get, post_tx, read_credential, request, wait_until
+from framework import (NodeNet, NodeProcess, PeerClient, get, include_all, post_tx, read_credential, request,
+                       wait_until)
 from ledger.fees import required_fee
 from ledger.keys import AccountKey
 from ledger.ocmf_sim import OcmfMeterSim
 from ledger.state import lot_id_of
 from ledger.testing import MeterState
-from ledger.tx import COIN, REMOVE, AuthorityVote, EnrollOcmfMeter, Tx, sign_tx
+from ledger.tx import COIN, REMOVE, AuthorityVote, EnrollOcmfMeter, sign_tx
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(240)]
 
@@ -33,13 +34,6 @@ def node(net: NodeNet) -> NodeProcess:
     return net.authorities[0]
 
 
-def _include(node: NodeProcess, txs: list[Tx]) -> None:
-    for tx in txs:
-        code, answer = post_tx(node, tx)
-        assert code == 200, answer
-    wait_until(lambda: all(get(node, f"/tx/{t.txid.hex()}")["status"] == "included" for t in txs), 30,
-               message="txs included")
-
 
 def test_a_public_client_cannot_read_a_household_s_export_through_a_lot_id_it_computes(
         net: NodeNet, node: NodeProcess) -> None:
@@ -50,7 +44,7 @@ def test_a_public_client_cannot_read_a_household_s_export_through_a_lot_id_it_co
     start = (int(time.time()) // 900 - 6) * 900
     state = MeterState(meter, start)
     readings = [state.read(net.chain_id, wh, 50) for wh in (1234, 0, 777)]  # a quiet quarter-hour between
-    _include(node, readings)
+    include_all(node, readings)
     outsider = AccountKey.generate()
     owner = net.net.accounts[0]
     assert request(node, "GET", f"/dashboard/api/meters/{meter.meter_id.hex()}/readings", auth=None)[0] == 401
@@ -70,7 +64,7 @@ def test_the_ocmf_meter_list_answers_every_role_once_a_meter_is_enrolled(net: No
     sim = OcmfMeterSim("PROBE-1")
     body = EnrollOcmfMeter(sim.spki, sim.serial, owner.address, "2.8.0", "", 5000, "solar")
     nonce = get(node, f"/accounts/{node.key.address_text}")["next_nonce"]
-    _include(node, [sign_tx(node.key, net.chain_id, nonce, required_fee(net.net.genesis.min_fee, body), body)])
+    include_all(node, [sign_tx(node.key, net.chain_id, nonce, required_fee(net.net.genesis.min_fee, body), body)])
     for key in (None, net.net.accounts[2], owner):
         code, data, _ = request(node, "GET", "/ocmf-meters", auth=key)
         assert code == 200, (code, data)

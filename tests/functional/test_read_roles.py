@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from framework import AUDITOR, NodeNet, NodeProcess, get, post_tx, read_credential, request, wait_until
+from framework import AUDITOR, NodeNet, NodeProcess, get, include_all, read_credential, request
 from ledger.fees import required_fee
 from ledger.keys import AccountKey
 from ledger.testing import MeterState
@@ -32,13 +32,6 @@ def node(net: NodeNet) -> NodeProcess:
     return net.authorities[0]
 
 
-def _include(node: NodeProcess, txs: list[Tx]) -> None:
-    for tx in txs:
-        code, answer = post_tx(node, tx)
-        assert code == 200, answer
-    wait_until(lambda: all(get(node, f"/tx/{t.txid.hex()}")["status"] == "included" for t in txs), 30,
-               message="txs included")
-
 
 @pytest.fixture(scope="module")
 def seeded(net: NodeNet, node: NodeProcess) -> dict[str, Any]:
@@ -53,9 +46,9 @@ def seeded(net: NodeNet, node: NodeProcess) -> dict[str, Any]:
     pay = signed(a1, Transfer(a2.address, COIN))
     order = signed(a2, PlaceOrder("buy", 10, 3))
     offer = signed(a0, PostOffer(1000, 5, now, now + 7200, "solar"))
-    _include(node, [reading, pay, order, offer])
+    include_all(node, [reading, pay, order, offer])
     accept = signed(a3, AcceptOffer(offer.txid, 100))
-    _include(node, [accept])
+    include_all(node, [accept])
     lot = get(node, f"/accounts/{a0.address_text}/lots")["lots"][0]["lot_id"]
     return {"reading": reading.txid.hex(), "pay": pay.txid.hex(), "trade": accept.txid.hex(), "lot": lot,
             "meter": net.net.meters[0].meter_id.hex()}
