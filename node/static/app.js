@@ -454,7 +454,7 @@ async function lotPage(gen, id) {
 }
 
 async function energyPage(gen) {
-  const e = await api("/dashboard/api/energy?hours=48&blocks=200");
+  const [e, whole] = await Promise.all([api("/dashboard/api/energy?hours=48&blocks=200"), api("/energy?limit=100")]);
   if (gen !== generation) return;
   const t = e.totals, bh = e.by_block_hour, ih = e.by_interval_hour, bl = e.blocks;
   render(h("h1", {text: "Energy"}),
@@ -489,11 +489,41 @@ async function energyPage(gen) {
       ]),
       h("p", {class: "muted", text: "The surplus signal is not on chain: blank for blocks that came before this " +
         "node's dashboard was first opened. A shortage (≤ 0 W) mines at the genesis minimum difficulty."})),
+    verifyingPanel(whole, bl),
     panel("Proof-of-work difficulty per block",
       lineChart("chart-difficulty", bl.map((b) => String(b.height)), "block height", [
         {name: "difficulty", color: "var(--difficulty)", values: bl.map((b) => b.difficulty), axis: "left", fmt: fmt.int}]),
       h("p", {class: "muted", text: `Series cover blocks ${e.indexed_from}–${e.indexed_to}; the totals above cover the whole chain.` +
         (e.indexed_to + 10 < e.head ? " The node is still reading the chain for these series: reload in a moment." : "")})));
+}
+
+// What verifying costs (issue 16): this node's whole energy (signatures, state, storage, hashing, peers, API),
+// and the network's estimate (times the validating nodes), beside the proposers' hashing alone.
+function verifyingPanel(whole, bl) {
+  const n = whole.node, how = n.estimated ? "estimated: CPU time × watts per core" : "measured (RAPL)";
+  const hashingAt = new Map(bl.map((b) => [b.height, b.energy_j]));
+  const blocks = n.blocks.filter((b) => hashingAt.has(b.height)).reverse();  // oldest first
+  const cats = Object.keys(n.breakdown_j);
+  const hashing = blocks.reduce((a, b) => a + hashingAt.get(b.height), 0);
+  const ratio = hashing > 0 ? blocks.reduce((a, b) => a + b.energy_j * n.validators, 0) / hashing : null;
+  return panel(`What verifying costs: this node's whole energy since it started (${how})`,
+    h("div", {class: "cards"},
+      card("this node, whole", fmt.joules(n.energy_j), "en-node-energy", n.energy_j),
+      card(`the network (× ${n.validators} validating nodes)`, fmt.joules(n.energy_j * n.validators), "en-network-energy",
+        n.energy_j * n.validators),
+      card("transactions applied", fmt.int(n.txs_applied), "en-node-txs", n.txs_applied),
+      card("network whole energy ÷ hashing, blocks below", ratio === null ? "–" : `${fmt.int(Math.round(ratio))}×`,
+        "en-whole-vs-hashing", ratio)),
+    barChart("chart-node-breakdown", cats, [{name: "joules by what they were spent on", color: "var(--energy)",
+      values: cats.map((c) => n.breakdown_j[c])}], fmt.joules),
+    barChart("chart-node-blocks", blocks.map((b) => String(b.height)), [
+      {name: `whole energy per block, network estimate (× ${n.validators})`, color: "var(--consumed)",
+       values: blocks.map((b) => b.energy_j * n.validators)},
+      {name: "the proposer's hashing for the block", color: "var(--energy)", values: blocks.map((b) => hashingAt.get(b.height))}],
+      fmt.joules),
+    h("p", {class: "muted", text: "Every node checks every signature, applies the state, writes to disk and talks to " +
+      "its peers; the hashing charts above count the proposer's proof of work only. Not counted: network gear, the " +
+      "meters themselves (README, \"What verifying costs\")."}));
 }
 
 async function marketPage(gen) {

@@ -282,8 +282,15 @@ def test_energy_page_numbers_and_charts(driver: Any, devnet: Devnet) -> None:
                               ("redeemed_wh", "en-redeemed"), ("settled_wh", "en-settled")):
         assert e0[field] <= int(value(driver, element_id)) <= e1[field], field
     assert e0["total"]["energy_j"] <= float(value(driver, "en-energy")) <= e1["total"]["energy_j"]
-    for chart in ("chart-metered", "chart-hourly", "chart-ratio", "chart-mining", "chart-difficulty"):
+    for chart in ("chart-metered", "chart-hourly", "chart-ratio", "chart-mining", "chart-difficulty",
+                  "chart-node-breakdown", "chart-node-blocks"):
         assert drawn_shapes(driver, chart) > 0, chart
+    # what verifying costs: this node's whole energy (it only grows), and the network's as N times it
+    shown = float(value(driver, "en-node-energy"))
+    assert e0["node"]["energy_j"] <= shown <= e1["node"]["energy_j"]
+    assert float(value(driver, "en-network-energy")) == pytest.approx(shown * e1["node"]["validators"])
+    assert e1["node"]["validators"] >= 2
+    assert float(value(driver, "en-whole-vs-hashing")) > 1  # verifying costs more than the proposer's hashing
     # the hourly series add up to the totals of the blocks they cover (here: the whole chain)
     series = devnet.api("/dashboard/api/energy?hours=168")
     assert series["indexed_from"] <= 1
