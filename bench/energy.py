@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-from typing import Any
+from typing import Any, Callable
 
 from ledger.chain import Chain, inline_verifier
 from ledger.genesis import Genesis, GenesisMeter
 from ledger.keys import AccountKey, MeterKey
-from ledger.block import mine
+from ledger.block import Block, mine
 from ledger.testing import CHAIN_ID, GENESIS_MS, MeterState, next_block
 from ledger.tx import SignedTx, Tx, decode_tx
 from node.accounting import NodeEnergy
@@ -28,39 +28,44 @@ from .core import BLOCK_TXS, TransferWorkload, _fresh_chain
 REFERENCE_KWH_PER_TX = {"bitcoin_low": 174.0, "bitcoin_high": 1544.0, "ethereum_pos": 0.03}
 
 
-def _metered_blocks(energy: NodeEnergy, target: Chain, blocks: list[tuple[Any, list[Tx]]]) -> dict[str, float]:
-    """Admit and import `blocks` on `target`, metered; returns the CPU seconds by category this took."""
-    before = energy.snapshot_seconds()
-    target.on_phase = energy.phase
-    for block, txs in blocks:
-        for tx in txs:
-            started = energy.admission_started()
-            pending = tx.nonce if isinstance(tx, SignedTx) else None
-            target.check_tx(tx, block.header.timestamp_ms, pending_nonce=pending)
-            energy.admission_ended(started, tx, True)
-        started_import = energy.import_started()
-        result = target.import_block(block)
-        energy.import_ended(started_import, result.applied, target.verifier is inline_verifier)
-    after = energy.snapshot_seconds()
-    return {c: after[c] - before[c] for c in after}
-
-
-def transfers(blocks: int, energy: NodeEnergy) -> dict[str, float]:
-    work = TransferWorkload()
-    builder, bpath = _fresh_chain(work.net)
-    target, tpath = _fresh_chain(work.net)
-    made = []
-    for _ in range(blocks):
-        txs = [decode_tx(raw, CHAIN_ID) for raw in work.batch()]
-        block = next_block(builder, work.net, txs)
-        builder.import_block(block)
-        made.append((block, txs))
+def _metered_blocks(energy: NodeEnergy, net: Any, count: int,
+                    make_block: Callable[[Chain], tuple[Block, list[Tx]]]) -> dict[str, float]:
+    """Build `count` blocks with `make_block` on one fresh chain, then admit and import them on another,
+    metered; returns the CPU seconds by category the second part took. Both chains are removed after."""
+    builder, bpath = _fresh_chain(net)
+    target, tpath = _fresh_chain(net)
     try:
-        return _metered_blocks(energy, target, made)
+        made = []
+        for _ in range(count):
+            block, txs = make_block(builder)
+            builder.import_block(block)
+            made.append((block, txs))
+        before = energy.snapshot_seconds()
+        target.on_phase = energy.phase
+        for block, txs in made:
+            for tx in txs:
+                started = energy.admission_started()
+                pending = tx.nonce if isinstance(tx, SignedTx) else None
+                target.check_tx(tx, block.header.timestamp_ms, pending_nonce=pending)
+                energy.admission_ended(started, tx, True)
+            started_import = energy.import_started()
+            result = target.import_block(block)
+            energy.import_ended(started_import, result.applied, target.verifier is inline_verifier)
+        after = energy.snapshot_seconds()
+        return {c: after[c] - before[c] for c in after}
     finally:
         for c, p in ((builder, bpath), (target, tpath)):
             c.kv.close()
             shutil.rmtree(p, ignore_errors=True)
+
+
+def transfers(blocks: int, energy: NodeEnergy) -> dict[str, float]:
+    work = TransferWorkload()
+
+    def make(builder: Chain) -> tuple[Block, list[Tx]]:
+        txs = [decode_tx(raw, CHAIN_ID) for raw in work.batch()]
+        return next_block(builder, work.net, txs), txs
+    return _metered_blocks(energy, work.net, blocks, make)
 
 
 def readings(blocks: int, energy: NodeEnergy, meters: int = BLOCK_TXS) -> dict[str, float]:
@@ -73,25 +78,15 @@ def readings(blocks: int, energy: NodeEnergy, meters: int = BLOCK_TXS) -> dict[s
                       meters=tuple(GenesisMeter(m.public, owners[i % 50].address, "both", 20_000, 900, "solar",
                                                 first_start=first) for i, m in enumerate(mkeys)))
     states = [MeterState(m, first) for m in mkeys]
-    net = type("N", (), {"genesis": genesis})()
-    builder, bpath = _fresh_chain(net)
-    target, tpath = _fresh_chain(net)
-    made = []
     per_block = BLOCK_TXS // meters
-    for _ in range(blocks):
+
+    def make(builder: Chain) -> tuple[Block, list[Tx]]:
         txs: list[Tx] = [s.read(CHAIN_ID, 1000 + (i % 500), 200) for i in range(per_block) for s in states]
         ts = builder.earliest_timestamp(builder.head, builder.height + 1, auth.public)
         header, included, rejected = builder.build_block(txs, ts, auth, 1)
         assert not rejected, rejected[:1]
-        block = mine(auth, header, included)
-        builder.import_block(block)
-        made.append((block, txs))
-    try:
-        return _metered_blocks(energy, target, made)
-    finally:
-        for c, p in ((builder, bpath), (target, tpath)):
-            c.kv.close()
-            shutil.rmtree(p, ignore_errors=True)
+        return mine(auth, header, included), txs
+    return _metered_blocks(energy, type("N", (), {"genesis": genesis})(), blocks, make)
 
 
 def run(blocks: int, watts_per_core: float = 15.0) -> dict[str, Any]:
